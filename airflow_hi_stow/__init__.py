@@ -1,0 +1,62 @@
+"""airflow-hi-stow: import DICOM into AWS HealthImaging through its DICOMweb STOW-RS APIs, from Apache Airflow."""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+try:
+    __version__ = version("airflow-hi-stow")
+except PackageNotFoundError:  # running from a source tree that is not installed
+    __version__ = "0.0.0"
+
+
+def get_provider_info() -> dict[str, Any]:
+    """What Airflow's ProvidersManager reads through the ``apache_airflow_provider`` entry point."""
+    return {
+        "package-name": "airflow-hi-stow",
+        "name": "AWS HealthImaging STOW-RS",
+        "description": "Import DICOM into AWS HealthImaging through its DICOMweb STOW-RS APIs.",
+        "versions": [__version__],
+        "integrations": [
+            {
+                "integration-name": "AWS HealthImaging",
+                "external-doc-url": "https://docs.aws.amazon.com/healthimaging/latest/devguide/dicomweb-storing.html",
+                "tags": ["aws"],
+            },
+            {
+                "integration-name": "DICOMweb",
+                "external-doc-url": "https://dicom.nema.org/medical/dicom/current/output/chtml/part18/sect_10.5.html",
+                "tags": ["protocol"],
+            },
+        ],
+        "hooks": [
+            {
+                "integration-name": "AWS HealthImaging",
+                "python-modules": ["airflow_hi_stow.hooks.healthimaging"],
+            },
+            {"integration-name": "DICOMweb", "python-modules": ["airflow_hi_stow.hooks.dicomweb"]},
+        ],
+        "connection-types": [
+            {
+                "connection-type": "dicomweb",
+                "hook-class-name": "airflow_hi_stow.hooks.dicomweb.DicomWebStowHook",
+                "hook-name": "DICOMweb (STOW-RS)",
+                "ui-field-behaviour": {
+                    "hidden-fields": ["port"],
+                    "relabeling": {"host": "Base URL", "schema": "Path prefix"},
+                    "placeholders": {
+                        "host": "http://pacs.example.org:8042/dicom-web",
+                        "password": "password, or the bearer token",
+                    },
+                },
+                "conn-fields": {
+                    "auth_type": {
+                        "label": "Auth type",
+                        "description": "basic (login and password) or bearer (the password is the token)",
+                        "schema": {"type": ["string", "null"], "enum": ["basic", "bearer", None]},
+                    }
+                },
+            }
+        ],
+    }

@@ -1,0 +1,1 @@
+"""Airflow hooks: the STOW-RS client wired to Airflow connections."""
