@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.support.orthanc import Orthanc, running_orthanc, unavailable_reason
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -34,3 +37,13 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ["AWS_CONFIG_FILE"] = os.devnull
     os.environ["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
     os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
+
+
+@pytest.fixture
+def orthanc(tmp_path: Path) -> Iterator[Orthanc]:
+    """A running Orthanc with the DICOMweb plugin; the test is skipped, with the reason, where it is not installed."""
+    reason = unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    with running_orthanc(tmp_path / "orthanc") as server:
+        yield server

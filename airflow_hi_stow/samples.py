@@ -1,0 +1,161 @@
+"""Realistic synthetic DICOM studies for the demo, tests and benchmarks, built from pydicom's bundled test files.
+
+Every patient gets studies of 2-3 series (CT or MR), each series a stack of instances with their own UIDs,
+positions and numbers. The names and identifiers are invented ("DEMO^PATIENT01"), never real patient data.
+Optionally one study is written a second time, as a PACS would re-deliver it after a correction, with another
+Patient ID: HealthImaging puts those instances into a non-primary image set.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from pathlib import Path
+
+from pydicom import Dataset, dcmread
+from pydicom.data import get_testdata_file
+from pydicom.uid import UID, generate_uid
+
+TEMPLATES = {"CT": "CT_small.dcm", "MR": "MR_small.dcm"}
+"""Modality -> pydicom test file used as the template (both Explicit VR Little Endian)."""
+
+
+@dataclass(frozen=True)
+class SampleInstance:
+    path: Path
+    patient_id: str
+    study_instance_uid: str
+    series_instance_uid: str
+    sop_instance_uid: str
+    size: int
+
+
+@dataclass
+class SampleSet:
+    """What :func:`generate_dataset` wrote."""
+
+    root: Path
+    instances: list[SampleInstance] = field(default_factory=list)
+    redelivered: list[SampleInstance] = field(default_factory=list)
+    """The conflicting second copy of one study (under ``redelivered_root``), if asked for."""
+    redelivered_root: Path | None = None
+    conflicting_study_uid: str | None = None
+
+    @property
+    def study_uids(self) -> list[str]:
+        return sorted({instance.study_instance_uid for instance in self.instances})
+
+    @property
+    def series_uids(self) -> list[str]:
+        return sorted({instance.series_instance_uid for instance in self.instances})
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(instance.size for instance in self.instances)
+
+
+def _uid(rng: random.Random) -> str:
+    return str(generate_uid(entropy_srcs=[str(rng.random())]))
+
+
+def _template(modality: str) -> Dataset:
+    path = get_testdata_file(TEMPLATES[modality])
+    if path is None:
+        raise FileNotFoundError(f"pydicom's test file {TEMPLATES[modality]} is missing")
+    return dcmread(path)
+
+
+def generate_dataset(
+    root: str | Path,
+    *,
+    patients: int = 4,
+    studies_per_patient: tuple[int, int] = (1, 2),
+    series_per_study: tuple[int, int] = (2, 3),
+    instances_per_series: tuple[int, int] = (10, 30),
+    redeliver_one_study: bool = True,
+    seed: int = 0,
+) -> SampleSet:
+    """Write ``root/<patient>/<study>/<series>/<n>.dcm`` (sizes are inclusive ranges, drawn with ``seed``).
+
+    With ``redeliver_one_study``, the first patient's first study is written again under
+    ``root.parent / (root.name + "-redelivered")`` with the same UIDs but another Patient ID.
+    """
+    rng = random.Random(seed)
+    root = Path(root)
+    templates = {modality: _template(modality) for modality in TEMPLATES}
+    result = SampleSet(root)
+    first_study: list[tuple[Dataset, Path]] = []
+    for patient_number in range(1, patients + 1):
+        patient = {
+            "PatientName": f"DEMO^PATIENT{patient_number:02d}",
+            "PatientID": f"DEMO-{patient_number:04d}",
+            "PatientBirthDate": (date(1950, 1, 1) + timedelta(days=rng.randrange(20000))).strftime("%Y%m%d"),
+            "PatientSex": rng.choice("FM"),
+        }
+        for study_number in range(1, rng.randint(*studies_per_patient) + 1):
+            study_uid = _uid(rng)
+            study_date = (date(2024, 1, 1) + timedelta(days=rng.randrange(600))).strftime("%Y%m%d")
+            study = {
+                "StudyInstanceUID": study_uid,
+                "StudyDate": study_date,
+                "StudyTime": f"{rng.randrange(7, 19):02d}{rng.randrange(60):02d}00",
+                "StudyID": f"S{study_number}",
+                "AccessionNumber": f"ACC{rng.randrange(10**6):06d}",
+                "StudyDescription": "DEMO STUDY",
+            }
+            for series_number in range(1, rng.randint(*series_per_study) + 1):
+                modality = rng.choice(sorted(TEMPLATES))
+                series_uid = _uid(rng)
+                series = {
+                    "SeriesInstanceUID": series_uid,
+                    "SeriesNumber": series_number,
+                    "SeriesDescription": f"DEMO {modality} SERIES {series_number}",
+                    "FrameOfReferenceUID": _uid(rng),
+                }
+                folder = root / patient["PatientID"] / study_uid / series_uid
+                folder.mkdir(parents=True, exist_ok=True)
+                for number in range(1, rng.randint(*instances_per_series) + 1):
+                    dataset = templates[modality].copy()
+                    for keyword, value in {**patient, **study, **series}.items():
+                        setattr(dataset, keyword, value)
+                    sop_uid = _uid(rng)
+                    dataset.SOPInstanceUID = dataset.file_meta.MediaStorageSOPInstanceUID = UID(sop_uid)
+                    dataset.InstanceNumber = number
+                    dataset.ImagePositionPatient = [0.0, 0.0, float(number) * 2.5]
+                    dataset.SliceLocation = float(number) * 2.5
+                    dataset.InstitutionName = "DEMO HOSPITAL"
+                    dataset.ReferringPhysicianName = "DEMO^REFERRER"
+                    path = folder / f"{number:04d}.dcm"
+                    dataset.save_as(path, enforce_file_format=True)
+                    result.instances.append(
+                        SampleInstance(
+                            path,
+                            patient["PatientID"],
+                            study_uid,
+                            series_uid,
+                            sop_uid,
+                            path.stat().st_size,
+                        )
+                    )
+                    if patient_number == 1 and study_number == 1:
+                        first_study.append((dataset, path.relative_to(root)))
+    if redeliver_one_study and first_study:
+        result.redelivered_root = root.parent / f"{root.name}-redelivered"
+        result.conflicting_study_uid = str(first_study[0][0].StudyInstanceUID)
+        for dataset, relative in first_study:
+            dataset.PatientID = "DEMO-0001-CORRECTED"
+            path = result.redelivered_root / relative
+            path.parent.mkdir(parents=True, exist_ok=True)
+            dataset.save_as(path, enforce_file_format=True)
+            result.redelivered.append(
+                SampleInstance(
+                    path,
+                    "DEMO-0001-CORRECTED",
+                    str(dataset.StudyInstanceUID),
+                    str(dataset.SeriesInstanceUID),
+                    str(dataset.SOPInstanceUID),
+                    path.stat().st_size,
+                )
+            )
+    return result
