@@ -42,7 +42,8 @@ def error_reason(body: bytes, error_type: str | None = None) -> str:
     except ValueError:
         document = None
     if isinstance(document, dict):
-        message = str(document.get("message") or document.get("Message") or "")
+        message = str(document.get("message") or document.get("Message") or "").strip()
+        message = message.splitlines()[0] if message else ""
         error_type = error_type or document.get("__type") or document.get("code")
     elif body:
         message = body[:2000].decode("utf-8", "replace").strip().splitlines()[0] if body.strip() else ""

@@ -1,0 +1,305 @@
+"""The STOW-RS client against a real HTTP server on loopback: wire format, re-sends, throttling, errors."""
+
+from __future__ import annotations
+
+import email.parser
+import email.policy
+import re
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from botocore.credentials import ReadOnlyCredentials, RefreshableCredentials
+
+from airflow_hi_stow.core import sigv4
+from airflow_hi_stow.core.results import Outcome
+from airflow_hi_stow.core.store_response import FailedInstance, ReferencedInstance, build_store_response
+from airflow_hi_stow.samples import SampleInstance, generate_dataset
+from airflow_hi_stow.stow.auth import SigV4StowAuth
+from airflow_hi_stow.stow.client import StowClient
+from airflow_hi_stow.stow.errors import StowAuthError, StowRetriesExhausted
+from airflow_hi_stow.stow.retry import RetryPolicy
+from tests.support.scripted_server import Recorded, Reply, scripted_server
+
+CREDENTIALS = ReadOnlyCredentials("AKIDEXAMPLE", "secret-key-for-tests", None)
+FAST_RETRY = RetryPolicy(max_attempts=4, base_delay=0.01, max_delay=0.02)
+
+
+@pytest.fixture
+def sample(tmp_path: Path) -> list[SampleInstance]:
+    generated = generate_dataset(
+        tmp_path / "set",
+        patients=1,
+        studies_per_patient=(1, 1),
+        series_per_study=(2, 2),
+        instances_per_series=(3, 3),
+        redeliver_one_study=False,
+    )
+    return generated.instances
+
+
+def all_stored(sample: list[SampleInstance], warning: int | None = None) -> Reply:
+    referenced = [
+        ReferencedInstance(i.sop_instance_uid, None, f"http://x/{i.sop_instance_uid}", warning) for i in sample
+    ]
+    return Reply(200, build_store_response(retrieve_url="http://x/studies", referenced=referenced))
+
+
+def parts(request: Recorded) -> list[bytes]:
+    head = f"Content-Type: {request.headers['Content-Type']}\r\n\r\n".encode()
+    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(head + request.body)
+    return [bytes(part.get_payload(decode=True)) for part in message.iter_parts()]
+
+
+def client(url: str, **options: object) -> StowClient:
+    options.setdefault("retry", FAST_RETRY)
+    options.setdefault("sleep", lambda _: None)
+    return StowClient(url, **options)  # type: ignore[arg-type]
+
+
+def test_multipart_wire_format(sample: list[SampleInstance]) -> None:
+    with scripted_server(lambda _: all_stored(sample)) as server:
+        result = client(server.url).store([i.path for i in sample])
+    (request,) = server.requests
+    assert request.path == "/studies"
+    assert request.headers["Accept"] == "application/dicom+json"
+    assert re.fullmatch(
+        r'multipart/related; type="application/dicom"; boundary=[\w-]+', request.headers["Content-Type"]
+    )
+    assert int(request.headers["Content-Length"]) == len(request.body)
+    assert "Transfer-Encoding" not in request.headers
+    assert parts(request) == [i.path.read_bytes() for i in sample]
+    assert result.all_stored
+    assert result.counts()["stored"] == len(sample)
+    assert [r.retrieve_url for r in result.instances] == [f"http://x/{i.sop_instance_uid}" for i in sample]
+
+
+def test_store_dicom_study_posts_to_the_study_url(sample: list[SampleInstance]) -> None:
+    study = sample[0].study_instance_uid
+    with scripted_server(lambda _: all_stored(sample)) as server:
+        client(server.url).store([i.path for i in sample], study)
+    assert server.requests[0].path == f"/studies/{study}"
+
+
+def test_a_lone_instance_goes_single_part_when_asked(sample: list[SampleInstance]) -> None:
+    with scripted_server(lambda _: all_stored(sample)) as server:
+        client(server.url, single_part=True).store([sample[0].path])
+    (request,) = server.requests
+    assert request.headers["Content-Type"] == "application/dicom"
+    assert request.body == sample[0].path.read_bytes()
+
+
+def test_a_503_is_retried_with_the_whole_body_again(sample: list[SampleInstance]) -> None:
+    """dicomweb-client re-sends an empty chunked body after a 503 and reports success; we must not."""
+    script = [Reply(503, b"busy", {"Retry-After": "0"}), all_stored(sample)]
+    with scripted_server(lambda n: script[n]) as server:
+        result = client(server.url).store([i.path for i in sample])
+    first, second = server.requests
+    assert second.body == first.body
+    assert parts(second) == [i.path.read_bytes() for i in sample]
+    assert result.all_stored
+    assert (result.requests[0].attempts, result.requests[0].throttled) == (2, 1)
+
+
+def test_retry_after_is_honoured_and_reported(sample: list[SampleInstance]) -> None:
+    slept: list[float] = []
+    seen: list[int | None] = []
+    script = [Reply(429, headers={"Retry-After": "7"}), Reply(429, headers={"Retry-After": "3"}), all_stored(sample)]
+    with scripted_server(lambda n: script[n]) as server:
+        result = client(server.url, sleep=slept.append, on_retry=seen.append).store([sample[0].path])
+    assert result.all_stored
+    assert slept[0] >= 7
+    assert slept[1] >= 3
+    assert seen == [429, 429]
+
+
+def test_a_connection_dropped_mid_body_is_retried(sample: list[SampleInstance]) -> None:
+    script = [Reply(drop_after=100), all_stored(sample)]
+    with scripted_server(lambda n: script[n]) as server:
+        result = client(server.url).store([i.path for i in sample])
+    assert result.all_stored
+    assert result.requests[0].attempts == 2
+    assert parts(server.requests[1]) == [i.path.read_bytes() for i in sample]
+
+
+def test_giving_up_names_the_files_and_the_last_problem(sample: list[SampleInstance]) -> None:
+    with scripted_server(lambda _: Reply(503)) as server, pytest.raises(StowRetriesExhausted) as raised:
+        client(server.url).store([i.path for i in sample])
+    assert len(server.requests) == FAST_RETRY.max_attempts
+    assert "gave up after 4 attempt(s), last: HTTP 503" in str(raised.value)
+    assert sample[0].path.name in str(raised.value)
+
+
+def test_errors_can_be_reported_per_file_instead_of_raised(sample: list[SampleInstance]) -> None:
+    with scripted_server(lambda n: Reply(400, {"message": "bad"}) if n == 0 else all_stored(sample)) as server:
+        result = client(server.url).store([i.path for i in sample], max_batch_instances=3, raise_on_error=False)
+    counts = result.counts()
+    assert (counts["failed"], counts["stored"]) == (3, 3)
+    failed = [r for r in result.instances if r.outcome is Outcome.FAILED]
+    assert all(r.reason == "HTTP 400: bad" for r in failed)
+    assert len(server.requests) == 2
+
+
+def test_413_halves_the_batch_until_it_fits(sample: list[SampleInstance]) -> None:
+    with scripted_server(lambda n: Reply(413) if n == 0 else all_stored(sample)) as server:
+        result = client(server.url).store([i.path for i in sample])
+    assert result.all_stored
+    assert [len(parts(r)) for r in server.requests] == [6, 3, 3]
+
+
+def test_403_names_the_files_and_hints_without_secrets(sample: list[SampleInstance]) -> None:
+    body = {"__type": "InvalidSignatureException", "message": "Signature expired: 20130524T000000Z is now earlier"}
+    with scripted_server(lambda _: Reply(403, body, {"x-amzn-RequestId": "req-1"})) as server:
+        auth = SigV4StowAuth(lambda: CREDENTIALS, "us-east-1")
+        with pytest.raises(StowAuthError) as raised:
+            client(server.url, auth=auth).store([sample[0].path])
+    text = str(raised.value)
+    assert text.startswith("HTTP 403: InvalidSignatureException: Signature expired")
+    assert "IAM permission" in text
+    assert "request id req-1" in text
+    assert sample[0].path.name in text
+    assert CREDENTIALS.secret_key not in text
+    signature = re.search(r"Signature=(\w+)", server.requests[0].headers["Authorization"])
+    assert signature is not None
+    assert signature[1] not in text
+
+
+def test_partial_success_maps_every_instance(sample: list[SampleInstance]) -> None:
+    ok, warned, failed, missing = sample[0], sample[1], sample[2], sample[3]
+    module = build_store_response(
+        retrieve_url=None,
+        referenced=[
+            ReferencedInstance(ok.sop_instance_uid),
+            ReferencedInstance(warned.sop_instance_uid, warning_reason=0xB000),
+        ],
+        failed=[FailedInstance(failed.sop_instance_uid, failure_reason=0xC122)],
+    )
+    with scripted_server(lambda _: Reply(202, module)) as server:
+        result = client(server.url).store([i.path for i in (ok, warned, failed, missing)])
+    assert server.requests
+    outcomes = {r.sop_instance_uid: (r.outcome, r.reason) for r in result.instances}
+    assert outcomes[ok.sop_instance_uid] == (Outcome.STORED, None)
+    assert outcomes[warned.sop_instance_uid] == (Outcome.STORED_WITH_WARNING, "B000 (Coercion of data elements)")
+    assert outcomes[failed.sop_instance_uid] == (Outcome.FAILED, "C122 (Referenced Transfer Syntax not supported)")
+    assert outcomes[missing.sop_instance_uid] == (Outcome.UNCONFIRMED, "not listed in the HTTP 202 response")
+    assert result.status_code == 202
+
+
+@pytest.mark.parametrize("reply", [Reply(200), Reply(200, b"<html>ok</html>"), Reply(204)])
+def test_success_without_a_listing_is_unconfirmed_never_stored(sample: list[SampleInstance], reply: Reply) -> None:
+    with scripted_server(lambda _: reply) as server:
+        result = client(server.url).store([sample[0].path])
+    assert server.requests
+    (item,) = result.instances
+    assert item.outcome is Outcome.UNCONFIRMED
+
+
+def test_a_file_that_disappears_mid_run_fails_alone(sample: list[SampleInstance]) -> None:
+    c = client("http://127.0.0.1:1")
+    instances, rejected = c.prepare([i.path for i in sample])
+    assert not rejected
+    sample[2].path.unlink()
+    with scripted_server(lambda _: all_stored(sample)) as server:
+        c.base_url = server.url
+        result = c.store_batch(instances)
+    by_uid = {r.sop_instance_uid: r for r in result.instances}
+    gone = by_uid[sample[2].sop_instance_uid]
+    assert gone.outcome is Outcome.FAILED
+    assert gone.reason is not None
+    assert "cannot read the file" in gone.reason
+    assert sum(r.outcome is Outcome.STORED for r in result.instances) == len(sample) - 1
+    assert len(parts(server.requests[-1])) == len(sample) - 1
+
+
+def test_a_file_that_changes_size_mid_run_is_not_sent_truncated(sample: list[SampleInstance]) -> None:
+    c = client("http://127.0.0.1:1")
+    instances, _ = c.prepare([sample[0].path, sample[1].path])
+    with sample[0].path.open("ab") as grown:
+        grown.write(b"\0" * 10)
+    with scripted_server(lambda _: all_stored(sample)) as server:
+        c.base_url = server.url
+        result = c.store_batch(instances)
+    changed = next(r for r in result.instances if r.source == str(sample[0].path))
+    assert changed.outcome is Outcome.FAILED
+    assert changed.reason is not None
+    assert "changed while it was being sent" in changed.reason
+    assert parts(server.requests[-1]) == [sample[1].path.read_bytes()]
+
+
+def rotating_credentials() -> tuple[RefreshableCredentials, list[str]]:
+    """Credentials that expire in 5 minutes, so every freeze refreshes them (botocore refreshes within 10)."""
+    issued: list[str] = []
+
+    def refresh() -> dict[str, str]:
+        issued.append(f"ASIAROTATED{len(issued):04d}")
+        return {
+            "access_key": issued[-1],
+            "secret_key": "rotated-secret",
+            "token": f"token-{len(issued)}",
+            "expiry_time": (datetime.now(UTC) + timedelta(minutes=5)).isoformat(),
+        }
+
+    return RefreshableCredentials.create_from_metadata(refresh(), refresh, "sts-assume-role"), issued
+
+
+def test_credentials_are_frozen_per_request(sample: list[SampleInstance]) -> None:
+    credentials, issued = rotating_credentials()
+    auth = SigV4StowAuth(credentials.get_frozen_credentials, "us-east-1")
+    with scripted_server(lambda _: all_stored(sample)) as server:
+        client(server.url, auth=auth).store([i.path for i in sample], max_batch_instances=2)
+    used = [re.search(r"Credential=(\w+)/", r.headers["Authorization"])[1] for r in server.requests]  # type: ignore[index]
+    tokens = [r.headers["X-Amz-Security-Token"] for r in server.requests]
+    assert len(server.requests) == 3
+    assert len(set(used)) == 3
+    assert set(used) <= set(issued)
+    assert len(set(tokens)) == 3
+
+
+@pytest.mark.parametrize("mode", list(sigv4.PayloadSigning))
+def test_each_payload_mode_on_the_wire(sample: list[SampleInstance], mode: sigv4.PayloadSigning) -> None:
+    auth = SigV4StowAuth(lambda: CREDENTIALS, "us-east-1", mode, chunk_size=8192)
+    files = [i.path for i in sample]
+    with scripted_server(lambda _: all_stored(sample)) as server:
+        client(server.url, auth=auth).store(files)
+    (request,) = server.requests
+    headers = {name.lower(): value for name, value in request.headers.items()}
+    authorization = sigv4.parse_authorization(headers["authorization"])
+    signed = {name: headers[name] for name in authorization.signed_headers}
+    seed = sigv4.recompute(CREDENTIALS, "us-east-1", "POST", server.url + request.path, signed, headers["x-amz-date"])
+    assert seed.signature == authorization.signature
+    body = request.body
+    if mode is sigv4.PayloadSigning.AWS_CHUNKED:
+        assert headers["content-encoding"] == "aws-chunked"
+        body = decode_and_verify_chunks(body, sigv4.ChunkSigner(seed).sign)
+    payload = b"".join(files_as_multipart_parts(request, body))
+    assert payload == b"".join(f.read_bytes() for f in files)
+    expected_hash = {
+        sigv4.PayloadSigning.STREAMING: sigv4.STREAMING_PAYLOAD,
+        sigv4.PayloadSigning.AWS_CHUNKED: sigv4.STREAMING_PAYLOAD,
+    }.get(mode)
+    if expected_hash:
+        assert headers["x-amz-content-sha256"] == expected_hash
+        assert int(headers["x-amz-decoded-content-length"]) == len(body)
+    else:
+        import hashlib
+
+        assert headers["x-amz-content-sha256"] == hashlib.sha256(body).hexdigest()
+
+
+def decode_and_verify_chunks(body: bytes, sign: Callable[[bytes], str]) -> bytes:
+    decoded = bytearray()
+    while True:
+        header, body = body.split(b"\r\n", 1)
+        size_hex, signature = header.decode().split(";chunk-signature=")
+        size = int(size_hex, 16)
+        chunk, body = body[:size], body[size + 2 :]
+        assert sign(chunk) == signature
+        decoded += chunk
+        if size == 0:
+            assert body == b""
+            return bytes(decoded)
+
+
+def files_as_multipart_parts(request: Recorded, body: bytes) -> list[bytes]:
+    return parts(Recorded(request.method, request.path, request.headers, body))
