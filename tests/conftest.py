@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.orthanc import Orthanc, running_orthanc, unavailable_reason
+from tests.support.orthanc import Orthanc, free_port, running_orthanc, unavailable_reason
+from tests.support.s3 import MotoS3, new_bucket
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -47,3 +48,21 @@ def orthanc(tmp_path: Path) -> Iterator[Orthanc]:
         pytest.skip(reason)
     with running_orthanc(tmp_path / "orthanc") as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[str]:
+    """moto in server mode on loopback (its URL), for S3 sources and manifest locations."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(), verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def moto_s3(moto_server: str) -> MotoS3:
+    """A fresh, empty bucket on the moto S3 server."""
+    return new_bucket(moto_server)

@@ -1,0 +1,98 @@
+"""What identifies the content of a source file in the resume ledger, obtained without an extra read when sending.
+
+- A local file is hashed (SHA-256) while its bytes stream into the request body, so the digest of what was
+  stored costs no extra read. On resume, a file named in the ledger is hashed again (a local read, only for those
+  files) and skipped only if the digest still matches.
+- An S3 object is identified by its ETag, which changes whenever the object is rewritten; every GET asks for that
+  ETag (``IfMatch``), so what was sent is exactly the listed version. Resuming costs no read at all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO, cast
+
+from airflow_hi_stow.stow.instances import InstanceFile
+from airflow_hi_stow.stow.s3 import S3Object
+
+_READ_SIZE = 1024 * 1024
+
+
+@dataclass(eq=False)
+class HashingLocalFile:
+    """A local file (an :class:`~airflow_hi_stow.stow.instances.InstanceFile`) that hashes its bytes as they are
+    read; ``sent_sha256`` is the digest of the last read that reached the end of the file."""
+
+    path: Path
+    size: int
+    sent_sha256: str | None = field(default=None, init=False)
+
+    @classmethod
+    def at(cls, path: str | os.PathLike[str]) -> HashingLocalFile:
+        """The file at ``path`` with its current size; raises OSError when it cannot be stat'ed."""
+        resolved = Path(path)
+        return cls(resolved, resolved.stat().st_size)
+
+    @property
+    def name(self) -> str:
+        return str(self.path)
+
+    def open(self) -> BinaryIO:
+        return cast(BinaryIO, _HashingReader(self.path.open("rb"), self))
+
+    def open_header(self) -> BinaryIO:
+        return self.path.open("rb")
+
+
+class _HashingReader(io.RawIOBase):
+    def __init__(self, raw: io.BufferedReader, owner: HashingLocalFile) -> None:
+        self.raw = raw
+        self.owner = owner
+        self.digest = hashlib.sha256()
+        self.count = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        count = self.raw.readinto(buffer)
+        if count:
+            self.digest.update(memoryview(buffer)[:count])
+            self.count += count
+        elif len(buffer) and self.count == self.owner.size:
+            self.owner.sent_sha256 = self.digest.hexdigest()
+        return count
+
+    def close(self) -> None:
+        if not self.closed:
+            self.raw.close()
+        super().close()
+
+
+def sent_fingerprint(file: InstanceFile) -> str | None:
+    """The identity of the content that was read for sending, or None when it is not known."""
+    if isinstance(file, S3Object):
+        return f"etag:{file.etag}"
+    if isinstance(file, HashingLocalFile) and file.sent_sha256:
+        return f"sha256:{file.sent_sha256}"
+    return None
+
+
+def current_fingerprint(file: InstanceFile) -> str | None:
+    """The identity of the content as it is now (hashing a local file; free for S3); None when it is unknown."""
+    if isinstance(file, S3Object):
+        return f"etag:{file.etag}"
+    if not isinstance(file, HashingLocalFile):
+        return None
+    digest = hashlib.sha256()
+    try:
+        with file.path.open("rb") as stream:
+            while block := stream.read(_READ_SIZE):
+                digest.update(block)
+    except OSError:
+        return None
+    return f"sha256:{digest.hexdigest()}"

@@ -1,0 +1,289 @@
+"""The import engine, free of Airflow: sources -> headers -> checks -> resume -> batches sent in parallel under
+adaptive throttling -> ledger, manifest and a small summary. Every input ends with exactly one result."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from airflow_hi_stow.core.aimd import AimdController
+from airflow_hi_stow.core.batching import DEFAULT_MAX_BATCH_BYTES, DEFAULT_MAX_BATCH_INSTANCES, plan_batches
+from airflow_hi_stow.core.progress import Progress
+from airflow_hi_stow.core.results import InstanceResult, Outcome, StoreResult
+from airflow_hi_stow.core.summary import ImportTally
+from airflow_hi_stow.stow.client import StowClient, failed_batch
+from airflow_hi_stow.stow.errors import StowAuthError, StowError, StowHTTPError, StowNotFound
+from airflow_hi_stow.stow.fingerprints import current_fingerprint, sent_fingerprint
+from airflow_hi_stow.stow.image_sets import find_image_sets
+from airflow_hi_stow.stow.instances import DicomInstance, InstanceFile, InvalidInstance, read_instance
+from airflow_hi_stow.stow.ledger import Ledger, LedgerEntry, ManifestSpool
+from airflow_hi_stow.stow.locations import Location
+from airflow_hi_stow.stow.s3 import S3Client
+from airflow_hi_stow.stow.sources import resolve_sources
+from airflow_hi_stow.stow.throttle import AdaptiveGate
+
+ClientFactory = Callable[[Callable[[int | None], None]], StowClient]
+"""Builds the STOW-RS client, given the ``on_retry`` callback that feeds the throttling controller."""
+TRIES = "tries"
+
+
+@dataclass(frozen=True)
+class ImportSettings:
+    study_instance_uid: str | None = None
+    """Store every instance with StoreDICOMStudy for this study; instances of other studies are rejected."""
+    per_study: bool = False
+    """Without ``study_instance_uid``: send each study's batches with StoreDICOMStudy for that study."""
+    max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES
+    max_batch_instances: int = DEFAULT_MAX_BATCH_INSTANCES
+    max_connections: int = 4
+    max_requests_per_second: float | None = None
+    header_threads: int = 8
+    """Threads reading DICOM headers (ranged GETs for S3) and re-hashing files on resume."""
+    resume: bool = True
+    """Skip the instances that an earlier try of the same task instance confirmed stored."""
+    progress_interval: float = 15.0
+    image_set_studies: int = 100
+    """Look up the image sets of at most this many stored studies afterwards (0: do not look them up)."""
+
+    def __post_init__(self) -> None:
+        for name in ("max_batch_bytes", "max_batch_instances", "max_connections", "header_threads"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1")
+        if self.progress_interval <= 0:
+            raise ValueError("progress_interval must be positive")
+
+
+class _Run:
+    """The state of one import: tally, manifest spool, ledger and progress, updated under one lock."""
+
+    def __init__(self, location: Location, log: logging.Logger) -> None:
+        self.log = log
+        self.ledger = Ledger(location)
+        self.location = location
+        self.tally = ImportTally()
+        self.spool = ManifestSpool()
+        self.lock = threading.Lock()
+        self.progress = Progress(0, 0, time.monotonic())
+
+    def settle(self, results: Iterable[InstanceResult], *, resumed: bool = False) -> None:
+        with self.lock:
+            for result in results:
+                self.tally.add(result, resumed=resumed)
+                self.spool.write(result, **({"resumed": True} if resumed else {}))
+
+    def settle_batch(self, batch: Sequence[DicomInstance], outcome: StoreResult) -> None:
+        files = {instance.name: instance.file for instance in batch}
+        confirmed = []
+        with self.lock:
+            for result in outcome.instances:
+                fingerprint = sent_fingerprint(files[result.source]) if result.outcome.is_stored else None
+                self.tally.add(result)
+                self.spool.write(result, **({"fingerprint": fingerprint} if fingerprint else {}))
+                if fingerprint:
+                    confirmed.append(LedgerEntry(result, fingerprint))
+            for record in outcome.requests:
+                self.tally.add_request(record)
+            self.progress.add(len(batch), sum(instance.size for instance in batch))
+            self.ledger.record(confirmed)
+
+
+def run_import(
+    source: Any,
+    *,
+    stow_client: ClientFactory,
+    location: Location,
+    settings: ImportSettings | None = None,
+    s3_client: Callable[[], S3Client] | None = None,
+    image_sets: tuple[Any, str] | None = None,
+    log: logging.Logger | None = None,
+) -> dict[str, Any]:
+    """Store every DICOM instance that ``source`` names (see :func:`~airflow_hi_stow.stow.sources.resolve_sources`)
+    and return the summary (see :class:`~airflow_hi_stow.core.summary.ImportTally`).
+
+    ``location`` keeps the ledger (written after every confirmed request) and the manifest (one line per input,
+    written at the end). ``s3_client`` builds the boto3 S3 client for ``s3://`` sources. ``image_sets`` is a boto3
+    ``medical-imaging`` client and the data store id, to look up where the stored studies landed.
+    """
+    settings = settings or ImportSettings()
+    log = log or logging.getLogger(__name__)
+    started = time.monotonic()
+    run = _Run(location, log)
+    controller = AimdController(settings.max_connections, settings.max_requests_per_second)
+    gate = AdaptiveGate(controller)
+    client = stow_client(gate.on_retry)
+    try:
+        files: list[InstanceFile] = []
+        for item in resolve_sources(source, s3_client):
+            if isinstance(item, InstanceResult):
+                run.settle([item])
+            else:
+                files.append(item)
+        log.info(
+            "source: %d file(s), %.1f MB; %d entr(ies) naming no file",
+            len(files),
+            sum(f.size for f in files) / 1e6,
+            run.tally.files,
+        )
+        instances = _read_headers(files, settings.header_threads, run)
+        accepted, rejected = client.prepare(instances, settings.study_instance_uid)
+        run.settle(rejected)
+        to_send = _skip_confirmed(accepted, run, settings) if settings.resume else accepted
+        batches = plan_batches(
+            to_send,
+            lambda instance: instance.size,
+            max_bytes=settings.max_batch_bytes,
+            max_instances=settings.max_batch_instances,
+            group=lambda instance: instance.study_instance_uid,
+        )
+        run.progress = Progress(len(to_send), sum(i.size for i in to_send), time.monotonic())
+        location.append_lines(TRIES, [_try_record(run.tally, len(to_send), len(batches))])
+        if run.tally.counts[Outcome.REJECTED]:
+            log.warning("%d file(s) rejected before sending (see the manifest)", run.tally.counts[Outcome.REJECTED])
+        if batches:
+            endpoint = "StoreDICOMStudy" if settings.study_instance_uid or settings.per_study else "StoreDICOM"
+            log.info(
+                "sending %d instance(s), %.1f MB, in %d %s request(s) over up to %d connection(s)",
+                len(to_send),
+                run.progress.total_bytes / 1e6,
+                len(batches),
+                endpoint,
+                settings.max_connections,
+            )
+            _send_all(batches, client, gate, run, settings)
+        extra: dict[str, Any] = {}
+        if image_sets is not None and settings.image_set_studies > 0 and run.tally.studies:
+            medical_imaging, datastore_id = image_sets
+            extra = find_image_sets(medical_imaging, datastore_id, run.tally.studies, limit=settings.image_set_studies)
+        manifest = run.spool.publish(location)
+    finally:
+        run.spool.close()
+    duration = time.monotonic() - started
+    summary = run.tally.summary(duration, manifest=manifest, throttle_events=controller.throttle_events, **extra)
+    log.info(
+        "done: %s; %.1f MB sent in %d request(s), %.2f MB/s; manifest %s",
+        ", ".join(f"{count} {name}" for name, count in summary["counts"].items() if count),
+        summary["bytes_sent"] / 1e6,
+        summary["requests"],
+        summary["throughput_mb_per_s"],
+        manifest,
+    )
+    return summary
+
+
+def _read_headers(files: Sequence[InstanceFile], threads: int, run: _Run) -> list[DicomInstance]:
+    def read(file: InstanceFile) -> DicomInstance | InstanceResult:
+        try:
+            return read_instance(file)
+        except InvalidInstance as exc:
+            return InstanceResult(exc.source, Outcome.REJECTED, size=file.size, reason=exc.reason)
+
+    with ThreadPoolExecutor(threads, thread_name_prefix="hi-stow-header") as pool:
+        read_all = list(pool.map(read, files))
+    run.settle(item for item in read_all if isinstance(item, InstanceResult))
+    return [item for item in read_all if isinstance(item, DicomInstance)]
+
+
+def _skip_confirmed(accepted: Sequence[DicomInstance], run: _Run, settings: ImportSettings) -> list[DicomInstance]:
+    """The instances still to send; those an earlier try confirmed (same file, SOP Instance UID, size and content
+    fingerprint) are settled with their earlier result."""
+    confirmed = run.ledger.load()
+    if not confirmed:
+        return list(accepted)
+
+    def already_stored(instance: DicomInstance) -> InstanceResult | None:
+        entry = confirmed.get(instance.name)
+        if entry is None or entry.result.sop_instance_uid != instance.sop_instance_uid:
+            return None
+        if entry.result.size != instance.size or current_fingerprint(instance.file) != entry.fingerprint:
+            return None
+        return entry.result
+
+    with ThreadPoolExecutor(settings.header_threads, thread_name_prefix="hi-stow-resume") as pool:
+        earlier = list(pool.map(already_stored, accepted))
+    skipped = [result for result in earlier if result is not None]
+    run.settle(skipped, resumed=True)
+    if skipped:
+        run.log.info(
+            "resume: %d file(s), %.1f MB, confirmed stored by an earlier try are not sent again",
+            len(skipped),
+            sum(result.size for result in skipped) / 1e6,
+        )
+    return [instance for instance, result in zip(accepted, earlier, strict=True) if result is None]
+
+
+def _try_record(tally: ImportTally, to_send: int, requests: int) -> str:
+    return json.dumps(
+        {
+            "started": datetime.now(UTC).isoformat(timespec="seconds"),
+            "files": tally.files + to_send,
+            "resumed": tally.resumed,
+            "to_send": to_send,
+            "requests": requests,
+        }
+    )
+
+
+def _send_all(
+    batches: Sequence[Sequence[DicomInstance]],
+    client: StowClient,
+    gate: AdaptiveGate,
+    run: _Run,
+    settings: ImportSettings,
+) -> None:
+    aborted: list[str] = []
+
+    def send(batch: Sequence[DicomInstance]) -> None:
+        study = settings.study_instance_uid or (batch[0].study_instance_uid if settings.per_study else None)
+        if aborted:
+            run.settle_batch(batch, failed_batch(batch, StowError(f"not sent: {aborted[0]}")))
+            return
+        gate.acquire()
+        answered = False
+        try:
+            outcome = client.store_batch(batch, study)
+            answered = True
+        except (StowAuthError, StowNotFound) as exc:
+            # Nothing can succeed with wrong credentials or data store: do not send the remaining batches.
+            aborted.append(f"an earlier request failed with HTTP {exc.status_code}")
+            outcome = failed_batch(batch, exc)
+        except StowError as exc:
+            answered = isinstance(exc, StowHTTPError)
+            outcome = failed_batch(batch, exc)
+        except Exception as exc:  # a bug or an unexpected library error must not lose the batch's files
+            run.log.exception("unexpected error while sending %d file(s)", len(batch))
+            outcome = failed_batch(batch, StowError(f"unexpected error ({type(exc).__name__})"))
+        finally:
+            gate.release(answered=answered)
+        run.settle_batch(batch, outcome)
+
+    stop = threading.Event()
+
+    def report_progress() -> None:
+        while not stop.wait(settings.progress_interval):
+            with run.lock:
+                line = run.progress.line(time.monotonic())
+            run.log.info("progress: %s; %s", line, gate.describe())
+
+    reporter = threading.Thread(target=report_progress, name="hi-stow-progress", daemon=True)
+    reporter.start()
+    pool = ThreadPoolExecutor(settings.max_connections, thread_name_prefix="hi-stow-send")
+    try:
+        futures = [pool.submit(send, batch) for batch in batches]
+        wait(futures)
+        for future in futures:
+            future.result()
+    finally:
+        # On an error or a termination signal, do not start the batches still queued.
+        aborted.append("the import was interrupted")
+        pool.shutdown(wait=True, cancel_futures=True)
+        stop.set()
+        reporter.join()
+        with run.lock:
+            run.log.info("progress: %s", run.progress.line(time.monotonic()))

@@ -1,0 +1,93 @@
+"""The resume ledger and the manifest of an import.
+
+- The ledger lists the instances confirmed stored, written after every confirmed request, so a try that is
+  killed loses at most the requests in flight; the next try of the same task instance skips what it lists
+  (same file, same SOP Instance UID, same content fingerprint).
+- The manifest holds one JSON line per input (its :class:`~airflow_hi_stow.core.results.InstanceResult`), written
+  once at the end of a try; while the try runs, its lines are spooled to a local temporary file.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from airflow_hi_stow.core.results import InstanceResult, Outcome
+from airflow_hi_stow.stow.locations import Location
+
+LEDGER = "ledger"
+MANIFEST = "manifest.jsonl"
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    result: InstanceResult
+    fingerprint: str
+
+
+def result_from_dict(data: dict[str, Any]) -> InstanceResult:
+    """The inverse of ``InstanceResult.to_dict()``; raises ValueError/TypeError on a malformed record."""
+    fields = {key: data[key] for key in InstanceResult.__dataclass_fields__ if key in data}
+    fields["outcome"] = Outcome(fields["outcome"])
+    return InstanceResult(**fields)
+
+
+class Ledger:
+    """The confirmed instances of one task instance (every try) at a location."""
+
+    def __init__(self, location: Location) -> None:
+        self.location = location
+
+    def load(self) -> dict[str, LedgerEntry]:
+        """The confirmed entries by source name (a later entry for a name wins). Unreadable lines are ignored:
+        at worst their file is sent again."""
+        entries: dict[str, LedgerEntry] = {}
+        for line in self.location.read_lines(LEDGER):
+            try:
+                data = json.loads(line)
+                entry = LedgerEntry(result_from_dict(data), str(data["fingerprint"]))
+            except (ValueError, TypeError, KeyError):
+                continue
+            if entry.result.outcome.is_stored:
+                entries[entry.result.source] = entry
+        return entries
+
+    def record(self, entries: Iterable[LedgerEntry]) -> None:
+        lines = [
+            json.dumps({**entry.result.to_dict(), "fingerprint": entry.fingerprint}, separators=(",", ":"))
+            for entry in entries
+        ]
+        if lines:
+            self.location.append_lines(LEDGER, lines)
+
+
+class ManifestSpool:
+    """Manifest lines spooled to a local temporary file, then published to the location."""
+
+    def __init__(self) -> None:
+        self._file: IO[str] = tempfile.NamedTemporaryFile(  # noqa: SIM115 (closed in close())
+            "w", encoding="utf-8", prefix="hi-stow-manifest-", suffix=".jsonl", delete=False
+        )
+
+    def write(self, result: InstanceResult, **extra: Any) -> None:
+        self._file.write(json.dumps({**result.to_dict(), **extra}, separators=(",", ":")) + "\n")
+
+    def publish(self, location: Location) -> str:
+        """Store the manifest at ``location``; returns its URI."""
+        self._file.flush()
+        return location.put_file(MANIFEST, Path(self._file.name))
+
+    def close(self) -> None:
+        self._file.close()
+        Path(self._file.name).unlink(missing_ok=True)
+
+
+def read_manifest(lines: Iterable[str]) -> Iterator[InstanceResult]:
+    """Results back from manifest lines (for tests and follow-up tasks)."""
+    for line in lines:
+        if line.strip():
+            yield result_from_dict(json.loads(line))

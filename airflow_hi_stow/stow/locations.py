@@ -1,0 +1,129 @@
+"""Durable places for an import's manifest and resume ledger: a local directory or an S3 prefix.
+
+S3 objects cannot be appended to, so appended lines become one object per call (a segment) and reading gathers
+every segment; locally they are appended to one file and flushed to disk.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Protocol
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from airflow_hi_stow.stow.s3 import S3Client, is_s3_uri, split_s3_uri
+
+
+class Location(Protocol):
+    """A folder-like place (a local directory, an S3 prefix)."""
+
+    @property
+    def uri(self) -> str: ...
+
+    def append_lines(self, name: str, lines: Sequence[str]) -> None:
+        """Durably add lines (without their newline) to the log ``name``."""
+        ...
+
+    def read_lines(self, name: str) -> Iterator[str]:
+        """Every complete line of the log ``name`` (none when it does not exist)."""
+        ...
+
+    def put_file(self, name: str, path: Path) -> str:
+        """Store a local file as ``name``; returns its URI."""
+        ...
+
+
+class LocalLocation:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    @property
+    def uri(self) -> str:
+        return str(self.root)
+
+    def append_lines(self, name: str, lines: Sequence[str]) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        with (self.root / f"{name}.jsonl").open("a", encoding="utf-8") as log:
+            log.write("".join(f"{line}\n" for line in lines))
+            log.flush()
+            os.fsync(log.fileno())
+
+    def read_lines(self, name: str) -> Iterator[str]:
+        path = self.root / f"{name}.jsonl"
+        if not path.exists():
+            return
+        with path.open(encoding="utf-8", errors="replace") as log:
+            for line in log:
+                if line.endswith("\n"):  # a line cut short by a crash is not complete
+                    yield line.rstrip("\n")
+
+    def put_file(self, name: str, path: Path) -> str:
+        self.root.mkdir(parents=True, exist_ok=True)
+        target = self.root / name
+        partial = target.with_name(f".{name}.partial")
+        shutil.copyfile(path, partial)
+        os.replace(partial, target)
+        return str(target)
+
+
+class S3Location:
+    def __init__(self, client: S3Client, bucket: str, prefix: str) -> None:
+        self.client = client
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+        self._writer = uuid.uuid4().hex[:12]
+        self._segments = 0
+
+    @property
+    def uri(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}"
+
+    def _key(self, name: str) -> str:
+        return f"{self.prefix}/{name}" if self.prefix else name
+
+    def append_lines(self, name: str, lines: Sequence[str]) -> None:
+        self._segments += 1
+        key = self._key(f"{name}/{self._writer}-{self._segments:06d}.jsonl")
+        body = "".join(f"{line}\n" for line in lines).encode()
+        try:
+            self.client.put_object(Bucket=self.bucket, Key=key, Body=body)
+        except (ClientError, BotoCoreError) as exc:
+            raise OSError(f"cannot write s3://{self.bucket}/{key} ({_describe(exc)})") from None
+
+    def read_lines(self, name: str) -> Iterator[str]:
+        prefix = self._key(f"{name}/")
+        try:
+            for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
+                for item in page.get("Contents", []):
+                    body = self.client.get_object(Bucket=self.bucket, Key=item["Key"])["Body"]
+                    with body:
+                        yield from body.read().decode("utf-8", "replace").splitlines()
+        except (ClientError, BotoCoreError) as exc:
+            raise OSError(f"cannot read s3://{self.bucket}/{prefix} ({_describe(exc)})") from None
+
+    def put_file(self, name: str, path: Path) -> str:
+        key = self._key(name)
+        try:
+            self.client.upload_file(str(path), self.bucket, key)
+        except (ClientError, BotoCoreError) as exc:
+            raise OSError(f"cannot write s3://{self.bucket}/{key} ({_describe(exc)})") from None
+        return f"s3://{self.bucket}/{key}"
+
+
+def _describe(exc: Exception) -> str:
+    if isinstance(exc, ClientError):
+        return str(exc.response.get("Error", {}).get("Code", "ClientError"))
+    return type(exc).__name__
+
+
+def open_location(base: str, parts: Sequence[str], s3_client: Callable[[], S3Client]) -> Location:
+    """The location ``base/part/part...``: an ``s3://bucket/prefix`` or a local directory."""
+    relative = "/".join(parts)
+    if is_s3_uri(base):
+        bucket, prefix = split_s3_uri(base)
+        return S3Location(s3_client(), bucket, "/".join(p for p in (prefix.strip("/"), relative) if p))
+    return LocalLocation(Path(base).expanduser() / relative)

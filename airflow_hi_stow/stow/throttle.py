@@ -1,0 +1,54 @@
+"""A gate that admits requests as the AIMD controller allows: bounded in flight, paced after throttling."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+from airflow_hi_stow.core.aimd import AimdController
+from airflow_hi_stow.stow.retry import THROTTLING_STATUSES
+
+
+class AdaptiveGate:
+    """Threads call :meth:`acquire` before sending a request and :meth:`release` after it; the client's
+    ``on_retry`` callback goes to :meth:`on_retry`, so 429/503 answers slow everyone down."""
+
+    def __init__(self, controller: AimdController, clock: Callable[[], float] = time.monotonic) -> None:
+        self.controller = controller
+        self.clock = clock
+        self.in_flight = 0
+        self._changed = threading.Condition()
+
+    def acquire(self) -> None:
+        with self._changed:
+            while True:
+                if self.in_flight < self.controller.limit:
+                    now = self.clock()
+                    wait = self.controller.wait_time(now)
+                    if wait <= 0:
+                        self.in_flight += 1
+                        self.controller.on_start(now)
+                        return
+                    self._changed.wait(wait)
+                else:
+                    self._changed.wait()
+
+    def release(self, *, answered: bool) -> None:
+        """The request is over; ``answered``: the server answered it (a success for AIMD)."""
+        with self._changed:
+            self.in_flight -= 1
+            if answered:
+                self.controller.on_success()
+            self._changed.notify_all()
+
+    def on_retry(self, status: int | None) -> None:
+        if status in THROTTLING_STATUSES:
+            with self._changed:
+                self.controller.on_throttle(self.clock())
+
+    def describe(self) -> str:
+        with self._changed:
+            rate = self.controller.rate
+            pace = f"{rate:.1f} requests/s" if rate is not None else "unpaced"
+            return f"{self.controller.limit} connection(s), {pace}"

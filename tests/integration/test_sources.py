@@ -1,0 +1,227 @@
+"""Sources (local paths, globs, S3 on moto's server, lists, XCom values), content fingerprints, and the locations
+that keep ledgers and manifests (a local directory, an S3 prefix)."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydicom import dcmread
+
+from airflow_hi_stow.core.results import InstanceResult, Outcome
+from airflow_hi_stow.samples import SampleSet, generate_dataset
+from airflow_hi_stow.stow.bodies import read_blocks
+from airflow_hi_stow.stow.fingerprints import HashingLocalFile, current_fingerprint, sent_fingerprint
+from airflow_hi_stow.stow.instances import InvalidInstance, read_instance
+from airflow_hi_stow.stow.ledger import Ledger, LedgerEntry, ManifestSpool, read_manifest
+from airflow_hi_stow.stow.locations import LocalLocation, S3Location, open_location
+from airflow_hi_stow.stow.s3 import HEADER_RANGE, S3Object, list_s3
+from airflow_hi_stow.stow.sources import flatten_source, resolve_sources
+from tests.support.s3 import MotoS3
+
+
+@pytest.fixture
+def sample(tmp_path: Path) -> SampleSet:
+    return generate_dataset(
+        tmp_path / "set",
+        patients=2,
+        studies_per_patient=(1, 1),
+        series_per_study=(1, 1),
+        instances_per_series=(3, 3),
+        redeliver_one_study=False,
+    )
+
+
+def names(items: list[Any]) -> list[str]:
+    return [item.source if isinstance(item, InstanceResult) else item.name for item in items]
+
+
+def test_local_directories_globs_and_missing_paths(sample: SampleSet, tmp_path: Path) -> None:
+    root = sample.root
+    (root / "README.txt").write_text("not DICOM")
+    first = str(sample.instances[0].path)
+    items = list(
+        resolve_sources([str(root), first, str(root / "*" / "*" / "*" / "000[12].dcm"), str(tmp_path / "missing.dcm")])
+    )
+    paths = [str(p) for p in root.rglob("*") if p.is_file()]
+    assert sorted(names(items)[: len(paths)]) == sorted(paths)  # the directory, recursively; repeats dropped
+    assert len(items) == len(paths) + 1
+    missing = items[-1]
+    assert isinstance(missing, InstanceResult)
+    assert missing.outcome is Outcome.REJECTED
+    assert missing.reason == "no such file or directory"
+    assert all(isinstance(item, HashingLocalFile) for item in items[:-1])
+
+
+def test_a_glob_or_directory_matching_nothing_is_reported(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    items = list(resolve_sources([str(tmp_path / "*.dcm"), str(tmp_path / "empty")]))
+    assert [(i.source, i.reason) for i in items if isinstance(i, InstanceResult)] == [
+        (str(tmp_path / "*.dcm"), "no file matches the pattern"),
+        (str(tmp_path / "empty"), "the directory holds no file"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("/a.dcm", ["/a.dcm"]),
+        (["/a.dcm", ["/b.dcm", ["s3://b/c"]]], ["/a.dcm", "/b.dcm", "s3://b/c"]),
+        ('["/a.dcm", "/b.dcm"]', ["/a.dcm", "/b.dcm"]),  # an XCom rendered by Jinja as JSON...
+        ("['/a.dcm', '/b.dcm']", ["/a.dcm", "/b.dcm"]),  # ...or as a Python list
+        (("/a.dcm" for _ in range(2)), ["/a.dcm", "/a.dcm"]),  # any iterable, e.g. a lazy XCom sequence
+        (None, []),
+        ("[not a list", ["[not a list"]),
+    ],
+)
+def test_source_values_are_flattened(value: Any, expected: list[str]) -> None:
+    assert list(flatten_source(value)) == expected
+
+
+def test_a_mapping_is_not_a_source() -> None:
+    with pytest.raises(TypeError, match="not dict"):
+        list(flatten_source({"files": []}))
+
+
+def test_s3_prefixes_exact_keys_and_globs(moto_s3: MotoS3, sample: SampleSet) -> None:
+    uris = moto_s3.upload_tree(sample.root, "incoming/batch1")
+    client = moto_s3.client()
+    client.put_object(Bucket=moto_s3.bucket, Key="incoming/batch1/", Body=b"")  # a console "folder"
+    client.put_object(Bucket=moto_s3.bucket, Key="incoming/batch10/other.dcm", Body=b"x")
+    base = f"s3://{moto_s3.bucket}/incoming/batch1"
+    assert [o.name for o in list_s3(client, base)] == uris  # the prefix as a folder: not batch10
+    assert [o.name for o in list_s3(client, base + "/")] == uris
+    assert [o.name for o in list_s3(client, uris[1])] == [uris[1]]
+    assert [o.name for o in list_s3(client, base + "/*/*/*/0002.dcm")] == [u for u in uris if u.endswith("0002.dcm")]
+    (listed,) = list_s3(client, uris[0])
+    assert listed.size == sample.instances[0].size
+    assert listed.etag.strip('"') == hashlib.md5(sample.instances[0].path.read_bytes()).hexdigest()  # noqa: S324
+
+    items = list(resolve_sources([base, f"s3://{moto_s3.bucket}/nothing-here", "s3://"], lambda: client))
+    assert names(items)[: len(uris)] == uris
+    assert [(i.source, i.reason) for i in items if isinstance(i, InstanceResult)] == [
+        (f"s3://{moto_s3.bucket}/nothing-here", "no S3 object matches"),
+        ("s3://", "no bucket in the S3 URI"),
+    ]
+
+
+def test_s3_without_a_connection_is_reported() -> None:
+    (item,) = resolve_sources("s3://bucket/key")
+    assert isinstance(item, InstanceResult)
+    assert item.reason == "an s3:// source needs an S3 connection"
+
+
+def count_gets(client: Any) -> list[bytes | None]:
+    """The Range header of every GetObject the client sends from now on."""
+    ranges: list[bytes | None] = []
+    client.meta.events.register(
+        "before-send.s3.GetObject", lambda request, **_: ranges.append(request.headers.get("Range"))
+    )
+    return ranges
+
+
+def test_s3_headers_come_from_ranged_gets_and_bodies_stream(moto_s3: MotoS3, tmp_path: Path) -> None:
+    """A header larger than the first range (a 200 kB element before the pixel data) makes the range grow;
+    the whole object is never fetched to read a header."""
+    dataset = dcmread(generate_dataset(tmp_path / "g", patients=1, studies_per_patient=(1, 1), series_per_study=(1, 1),
+                                       instances_per_series=(1, 1), redeliver_one_study=False).instances[0].path)  # fmt: skip
+    dataset.add_new(0x00091010, "OB", b"\0" * 200_000)
+    dataset.add_new(0x00090010, "LO", "HI-STOW TEST")
+    big = tmp_path / "big.dcm"
+    dataset.save_as(big, enforce_file_format=True)
+    client = moto_s3.client()
+    client.upload_file(str(big), moto_s3.bucket, "big.dcm")
+    (obj,) = list_s3(client, f"s3://{moto_s3.bucket}/big.dcm")
+    ranges = count_gets(client)
+    instance = read_instance(obj)
+    assert instance.sop_instance_uid == str(dataset.SOPInstanceUID)
+    assert ranges[0] == f"bytes=0-{HEADER_RANGE - 1}".encode()
+    assert 1 < len(ranges) <= 4
+    assert all(r is not None for r in ranges)
+    assert b"".join(read_blocks(obj)) == big.read_bytes()
+    assert ranges[-1] is None  # the body: one plain streaming GET
+
+
+def test_an_s3_object_rewritten_after_listing_is_not_sent(moto_s3: MotoS3, sample: SampleSet) -> None:
+    client = moto_s3.client()
+    client.upload_file(str(sample.instances[0].path), moto_s3.bucket, "a.dcm")
+    (obj,) = list_s3(client, f"s3://{moto_s3.bucket}/a.dcm")
+    client.upload_file(str(sample.instances[1].path), moto_s3.bucket, "a.dcm")
+    with pytest.raises(OSError, match="changed in S3 since it was listed"):
+        obj.open()
+    gone = S3Object(client, moto_s3.bucket, "gone.dcm", 10, '"x"')
+    with pytest.raises(InvalidInstance) as raised:
+        read_instance(gone)
+    assert raised.value.reason == "cannot read the file (S3 error NoSuchKey)"
+
+
+def test_local_files_are_hashed_as_they_stream(sample: SampleSet) -> None:
+    path = sample.instances[0].path
+    file = HashingLocalFile.at(path)
+    assert sent_fingerprint(file) is None
+    with file.open() as stream:
+        stream.read(100)  # an attempt cut short hashes nothing
+    assert sent_fingerprint(file) is None
+    assert b"".join(read_blocks(file, block_size=1000)) == path.read_bytes()
+    digest = f"sha256:{hashlib.sha256(path.read_bytes()).hexdigest()}"
+    assert sent_fingerprint(file) == digest
+    assert current_fingerprint(file) == digest
+    path.write_bytes(path.read_bytes()[:-1] + b"\x01")  # same size, other content
+    assert current_fingerprint(file) != digest
+    path.unlink()
+    assert current_fingerprint(file) is None
+
+
+def test_local_location_appends_durably_and_ignores_a_torn_line(tmp_path: Path) -> None:
+    location = open_location(str(tmp_path / "base"), ["dag_id=d", "run_id=r", "task_id=t", "map_index=-1"], list)
+    assert isinstance(location, LocalLocation)
+    assert location.uri == str(tmp_path / "base/dag_id=d/run_id=r/task_id=t/map_index=-1")
+    assert list(location.read_lines("ledger")) == []
+    location.append_lines("ledger", ["a", "b"])
+    location.append_lines("ledger", ["c"])
+    with (location.root / "ledger.jsonl").open("a") as log:
+        log.write('{"torn')  # a kill in the middle of a write
+    assert list(location.read_lines("ledger")) == ["a", "b", "c"]
+
+
+def test_s3_location_writes_segments_and_reads_them_all(moto_s3: MotoS3, tmp_path: Path) -> None:
+    base = f"s3://{moto_s3.bucket}/manifests/"
+    first = open_location(base, ["dag_id=d", "run_id=r"], moto_s3.client)
+    second = open_location(base, ["dag_id=d", "run_id=r"], moto_s3.client)  # the next try
+    assert isinstance(first, S3Location)
+    assert first.uri == f"s3://{moto_s3.bucket}/manifests/dag_id=d/run_id=r"
+    first.append_lines("ledger", ["a", "b"])
+    first.append_lines("ledger", ["c"])
+    second.append_lines("ledger", ["d"])
+    assert sorted(second.read_lines("ledger")) == ["a", "b", "c", "d"]
+    local = tmp_path / "m.jsonl"
+    local.write_text("line\n")
+    assert first.put_file("manifest.jsonl", local) == f"{first.uri}/manifest.jsonl"
+    body = moto_s3.client().get_object(Bucket=moto_s3.bucket, Key="manifests/dag_id=d/run_id=r/manifest.jsonl")
+    assert body["Body"].read() == b"line\n"
+
+
+def test_ledger_round_trip_keeps_only_stored_entries(tmp_path: Path) -> None:
+    location = LocalLocation(tmp_path)
+    ledger = Ledger(location)
+    stored = InstanceResult("/a.dcm", Outcome.STORED, size=3, sop_instance_uid="1.2.3", retrieve_url="http://x")
+    warned = InstanceResult("/b.dcm", Outcome.STORED_WITH_WARNING, size=4, reason_code=0xB000, reason="B000 (x)")
+    ledger.record([LedgerEntry(stored, "sha256:aa"), LedgerEntry(warned, "etag:bb")])
+    ledger.record([LedgerEntry(InstanceResult("/c.dcm", Outcome.FAILED), "sha256:cc")])
+    location.append_lines("ledger", ["{not json", '{"source": "/d.dcm"}'])
+    loaded = Ledger(LocalLocation(tmp_path)).load()
+    assert loaded == {"/a.dcm": LedgerEntry(stored, "sha256:aa"), "/b.dcm": LedgerEntry(warned, "etag:bb")}
+
+
+def test_manifest_spool_publishes_one_line_per_result(tmp_path: Path) -> None:
+    spool = ManifestSpool()
+    results = [InstanceResult(f"/{n}.dcm", Outcome.STORED, size=n) for n in range(3)]
+    for item in results:
+        spool.write(item, fingerprint="sha256:00")
+    uri = spool.publish(LocalLocation(tmp_path / "out"))
+    spool.close()
+    assert uri == str(tmp_path / "out" / "manifest.jsonl")
+    assert list(read_manifest(Path(uri).read_text().splitlines())) == results
+    assert '"fingerprint":"sha256:00"' in Path(uri).read_text()
