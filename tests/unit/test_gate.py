@@ -1,0 +1,49 @@
+"""The adaptive gate bounds the requests in flight by the AIMD controller's limit."""
+
+from __future__ import annotations
+
+import threading
+
+from airflow_hi_stow.core.aimd import AimdController
+from airflow_hi_stow.stow.throttle import AdaptiveGate
+
+
+def test_never_more_in_flight_than_the_limit() -> None:
+    gate = AdaptiveGate(AimdController(max_concurrency=3))
+    lock = threading.Lock()
+    seen: list[int] = []
+    release = threading.Event()
+
+    def request() -> None:
+        gate.acquire()
+        with lock:
+            seen.append(gate.in_flight)
+        release.wait()
+        gate.release(answered=True)
+
+    threads = [threading.Thread(target=request) for _ in range(10)]
+    for thread in threads:
+        thread.start()
+    while True:  # the first three are in; the others wait at the gate
+        with lock:
+            if len(seen) == 3:
+                break
+    assert gate.in_flight == 3
+    release.set()
+    for thread in threads:
+        thread.join()
+    assert len(seen) == 10
+    assert max(seen) == 3
+    assert gate.in_flight == 0
+
+
+def test_only_throttling_answers_cut_the_limit() -> None:
+    gate = AdaptiveGate(AimdController(max_concurrency=4), clock=iter([0.0, 5.0, 10.0]).__next__)
+    gate.on_retry(500)
+    gate.on_retry(None)
+    assert gate.controller.limit == 4
+    gate.on_retry(429)
+    assert gate.controller.limit == 2
+    gate.on_retry(503)
+    assert gate.controller.limit == 1
+    assert gate.describe().startswith("1 connection(s), ")
