@@ -37,6 +37,30 @@ def get_provider_info() -> dict[str, Any]:
             },
             {"integration-name": "DICOMweb", "python-modules": ["airflow_hi_stow.hooks.dicomweb"]},
         ],
+        "operators": [
+            {
+                "integration-name": "AWS HealthImaging",
+                "python-modules": ["airflow_hi_stow.operators.store", "airflow_hi_stow.operators.partition"],
+            }
+        ],
+        "extra-links": ["airflow_hi_stow.links.healthimaging.HealthImagingDatastoreLink"],
+        "config": {
+            "hi_stow": {
+                "description": "Defaults of the AWS HealthImaging STOW-RS operators.",
+                "options": {
+                    "manifest_location": {
+                        "description": "Where StoreDicomOperator keeps each task instance's manifest and resume "
+                        "ledger when the task gives no manifest_location: a local directory, or an s3://bucket/prefix "
+                        "that every worker can reach (so a retry on another worker resumes). Empty: "
+                        "$AIRFLOW_HOME/hi_stow/manifests.",
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": "s3://my-bucket/hi-stow/manifests",
+                        "default": None,
+                    }
+                },
+            }
+        },
         "connection-types": [
             {
                 "connection-type": "dicomweb",

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from airflow_hi_stow.core.aimd import AimdController
 from airflow_hi_stow.core.batching import DEFAULT_MAX_BATCH_BYTES, DEFAULT_MAX_BATCH_INSTANCES, plan_batches
@@ -21,13 +21,23 @@ from airflow_hi_stow.core.summary import ImportTally
 from airflow_hi_stow.stow.client import StowClient, failed_batch
 from airflow_hi_stow.stow.errors import StowAuthError, StowError, StowHTTPError, StowNotFound
 from airflow_hi_stow.stow.fingerprints import current_fingerprint, sent_fingerprint
-from airflow_hi_stow.stow.image_sets import find_image_sets
 from airflow_hi_stow.stow.instances import DicomInstance, InstanceFile, InvalidInstance, read_instance
 from airflow_hi_stow.stow.ledger import Ledger, LedgerEntry, ManifestSpool
 from airflow_hi_stow.stow.locations import Location
 from airflow_hi_stow.stow.s3 import S3Client
 from airflow_hi_stow.stow.sources import resolve_sources
 from airflow_hi_stow.stow.throttle import AdaptiveGate
+
+
+class Log(Protocol):
+    """The logging calls the engine makes (a ``logging.Logger``, or an Airflow task's ``self.log``)."""
+
+    def info(self, msg: str, /, *args: Any) -> Any: ...
+
+    def warning(self, msg: str, /, *args: Any) -> Any: ...
+
+    def exception(self, msg: str, /, *args: Any) -> Any: ...
+
 
 ClientFactory = Callable[[Callable[[int | None], None]], StowClient]
 """Builds the STOW-RS client, given the ``on_retry`` callback that feeds the throttling controller."""
@@ -49,8 +59,6 @@ class ImportSettings:
     resume: bool = True
     """Skip the instances that an earlier try of the same task instance confirmed stored."""
     progress_interval: float = 15.0
-    image_set_studies: int = 100
-    """Look up the image sets of at most this many stored studies afterwards (0: do not look them up)."""
 
     def __post_init__(self) -> None:
         for name in ("max_batch_bytes", "max_batch_instances", "max_connections", "header_threads"):
@@ -63,7 +71,7 @@ class ImportSettings:
 class _Run:
     """The state of one import: tally, manifest spool, ledger and progress, updated under one lock."""
 
-    def __init__(self, location: Location, log: logging.Logger) -> None:
+    def __init__(self, location: Location, log: Log) -> None:
         self.log = log
         self.ledger = Ledger(location)
         self.location = location
@@ -101,15 +109,15 @@ def run_import(
     location: Location,
     settings: ImportSettings | None = None,
     s3_client: Callable[[], S3Client] | None = None,
-    image_sets: tuple[Any, str] | None = None,
-    log: logging.Logger | None = None,
+    image_sets: Callable[[set[str]], dict[str, Any]] | None = None,
+    log: Log | None = None,
 ) -> dict[str, Any]:
     """Store every DICOM instance that ``source`` names (see :func:`~airflow_hi_stow.stow.sources.resolve_sources`)
     and return the summary (see :class:`~airflow_hi_stow.core.summary.ImportTally`).
 
     ``location`` keeps the ledger (written after every confirmed request) and the manifest (one line per input,
-    written at the end). ``s3_client`` builds the boto3 S3 client for ``s3://`` sources. ``image_sets`` is a boto3
-    ``medical-imaging`` client and the data store id, to look up where the stored studies landed.
+    written at the end). ``s3_client`` builds the boto3 S3 client for ``s3://`` sources. ``image_sets`` looks up where the stored studies landed
+    (e.g. :func:`~airflow_hi_stow.stow.image_sets.find_image_sets`); its result joins the summary.
     """
     settings = settings or ImportSettings()
     log = log or logging.getLogger(__name__)
@@ -120,7 +128,7 @@ def run_import(
     client = stow_client(gate.on_retry)
     try:
         files: list[InstanceFile] = []
-        for item in resolve_sources(source, s3_client):
+        for item in resolve_sources(source, s3_client, threads=settings.header_threads):
             if isinstance(item, InstanceResult):
                 run.settle([item])
             else:
@@ -157,10 +165,7 @@ def run_import(
                 settings.max_connections,
             )
             _send_all(batches, client, gate, run, settings)
-        extra: dict[str, Any] = {}
-        if image_sets is not None and settings.image_set_studies > 0 and run.tally.studies:
-            medical_imaging, datastore_id = image_sets
-            extra = find_image_sets(medical_imaging, datastore_id, run.tally.studies, limit=settings.image_set_studies)
+        extra = image_sets(run.tally.studies) if image_sets is not None and run.tally.studies else {}
         manifest = run.spool.publish(location)
     finally:
         run.spool.close()

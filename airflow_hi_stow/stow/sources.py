@@ -8,6 +8,7 @@ import glob
 import json
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -74,31 +75,33 @@ def _parse_list(text: str) -> list[Any] | None:
 
 
 def resolve_sources(
-    source: Any, s3_client: Callable[[], S3Client] | None = None
+    source: Any, s3_client: Callable[[], S3Client] | None = None, *, threads: int = 8
 ) -> Iterator[InstanceFile | InstanceResult]:
     """Every file a source names, once, in order: local files (hashing as they are read, see
     :mod:`~airflow_hi_stow.stow.fingerprints`) and S3 objects. An entry naming nothing (a missing path, a glob or
     prefix without matches, an unreadable listing) comes out as a REJECTED result with the reason, never dropped.
 
-    ``s3_client`` is called once, at the first ``s3://`` entry.
+    Entries are looked up in ``threads`` threads (a list of many S3 keys needs one request per key).
+    ``s3_client`` is called once, when the first ``s3://`` entry is met.
     """
+    entries = list(flatten_source(source))
+    client = s3_client() if s3_client is not None and any(is_s3_uri(entry) for entry in entries) else None
+
+    def look_up(entry: str) -> list[InstanceFile | InstanceResult]:
+        if not is_s3_uri(entry):
+            return list(_local_files(entry))
+        if client is None:
+            return [_nothing(entry, "an s3:// source needs an S3 connection")]
+        return list(_s3_files(client, entry))
+
     seen: set[str] = set()
-    client: S3Client | None = None
-    for entry in flatten_source(source):
-        found: Iterator[InstanceFile | InstanceResult]
-        if is_s3_uri(entry):
-            if s3_client is None:
-                yield _nothing(entry, "an s3:// source needs an S3 connection")
-                continue
-            client = client or s3_client()
-            found = _s3_files(client, entry)
-        else:
-            found = _local_files(entry)
-        for item in found:
-            name = item.source if isinstance(item, InstanceResult) else item.name
-            if name not in seen:
-                seen.add(name)
-                yield item
+    with ThreadPoolExecutor(threads, thread_name_prefix="hi-stow-list") as pool:
+        for found in pool.map(look_up, entries):
+            for item in found:
+                name = item.source if isinstance(item, InstanceResult) else item.name
+                if name not in seen:
+                    seen.add(name)
+                    yield item
 
 
 def _nothing(entry: str, reason: str) -> InstanceResult:

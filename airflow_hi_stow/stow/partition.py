@@ -1,0 +1,60 @@
+"""Partitioning a large source into balanced shards, one per mapped task instance
+(``StoreDicomOperator.partial(...).expand(source=shards)``)."""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Literal
+
+from airflow_hi_stow.core.results import InstanceResult
+from airflow_hi_stow.core.sharding import partition
+from airflow_hi_stow.stow.instances import InstanceFile, InvalidInstance, read_instance
+from airflow_hi_stow.stow.s3 import S3Client
+from airflow_hi_stow.stow.sources import resolve_sources
+
+GroupBy = Literal["study", "directory"]
+
+
+def partition_source(
+    source: Any,
+    *,
+    max_shards: int = 16,
+    shard_bytes: int | None = None,
+    group_by: GroupBy = "study",
+    s3_client: Callable[[], S3Client] | None = None,
+    threads: int = 8,
+) -> list[list[str]]:
+    """Shards of file paths and S3 URIs, balanced by bytes, each study (``group_by="study"``, reading every
+    header) or each directory / S3 prefix (``"directory"``, no reads) whole in one shard. At most ``max_shards``
+    (and Airflow's ``max_map_length``, 1024) shards; fewer with ``shard_bytes`` (about that many bytes each).
+
+    Entries naming no file and unreadable files are kept (each as a group of its own), so that the store task
+    reports them.
+    """
+    if group_by not in ("study", "directory"):
+        raise ValueError(f"group_by must be 'study' or 'directory', not {group_by!r}")
+    items = list(resolve_sources(source, s3_client, threads=threads))
+
+    def key(item: InstanceFile | InstanceResult) -> str:
+        if isinstance(item, InstanceResult):
+            return item.source
+        if group_by == "directory":
+            return posixpath.dirname(item.name)
+        try:
+            return read_instance(item).study_instance_uid
+        except InvalidInstance:
+            return item.name
+
+    with ThreadPoolExecutor(threads, thread_name_prefix="hi-stow-partition") as pool:
+        keys = list(pool.map(key, items))
+    pairs = list(zip(items, keys, strict=True))
+    shards = partition(
+        pairs,
+        lambda pair: 0 if isinstance(pair[0], InstanceResult) else pair[0].size,
+        lambda pair: pair[1],
+        max_shards=max_shards,
+        shard_bytes=shard_bytes,
+    )
+    return [[item.source if isinstance(item, InstanceResult) else item.name for item, _ in shard] for shard in shards]
