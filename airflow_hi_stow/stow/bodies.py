@@ -16,7 +16,7 @@ from airflow_hi_stow.core import multipart, sigv4
 from airflow_hi_stow.stow.errors import BoundaryCollision, SourceError
 from airflow_hi_stow.stow.instances import InstanceFile
 
-READ_SIZE = 1024 * 1024
+READ_SIZE = 256 * 1024
 
 
 class Body(ABC):
