@@ -13,8 +13,7 @@ import json
 import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
-from typing import IO, Any
+from typing import Any, BinaryIO, cast
 
 from airflow_hi_stow.core.results import InstanceResult, Outcome
 from airflow_hi_stow.stow.locations import Location
@@ -66,24 +65,21 @@ class Ledger:
 
 
 class ManifestSpool:
-    """Manifest lines spooled to a local temporary file, then published to the location."""
+    """Manifest lines spooled to an anonymous local temporary file (gone even after a kill), then published."""
 
     def __init__(self) -> None:
-        self._file: IO[str] = tempfile.NamedTemporaryFile(  # noqa: SIM115 (closed in close())
-            "w", encoding="utf-8", prefix="hi-stow-manifest-", suffix=".jsonl", delete=False
-        )
+        self._file = cast(BinaryIO, tempfile.TemporaryFile(prefix="hi-stow-manifest-"))  # noqa: SIM115 (see close())
 
     def write(self, result: InstanceResult, **extra: Any) -> None:
-        self._file.write(json.dumps({**result.to_dict(), **extra}, separators=(",", ":")) + "\n")
+        self._file.write(json.dumps({**result.to_dict(), **extra}, separators=(",", ":")).encode() + b"\n")
 
     def publish(self, location: Location) -> str:
         """Store the manifest at ``location``; returns its URI."""
-        self._file.flush()
-        return location.put_file(MANIFEST, Path(self._file.name))
+        self._file.seek(0)
+        return location.put_file(MANIFEST, self._file)
 
     def close(self) -> None:
         self._file.close()
-        Path(self._file.name).unlink(missing_ok=True)
 
 
 def read_manifest(lines: Iterable[str]) -> Iterator[InstanceResult]:

@@ -11,7 +11,7 @@ import shutil
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import BinaryIO, Protocol
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -32,8 +32,8 @@ class Location(Protocol):
         """Every complete line of the log ``name`` (none when it does not exist)."""
         ...
 
-    def put_file(self, name: str, path: Path) -> str:
-        """Store a local file as ``name``; returns its URI."""
+    def put_file(self, name: str, stream: BinaryIO) -> str:
+        """Store the rest of ``stream`` as ``name``; returns its URI."""
         ...
 
 
@@ -61,11 +61,12 @@ class LocalLocation:
                 if line.endswith("\n"):  # a line cut short by a crash is not complete
                     yield line.rstrip("\n")
 
-    def put_file(self, name: str, path: Path) -> str:
+    def put_file(self, name: str, stream: BinaryIO) -> str:
         self.root.mkdir(parents=True, exist_ok=True)
         target = self.root / name
         partial = target.with_name(f".{name}.partial")
-        shutil.copyfile(path, partial)
+        with partial.open("wb") as out:
+            shutil.copyfileobj(stream, out)
         os.replace(partial, target)
         return str(target)
 
@@ -105,10 +106,10 @@ class S3Location:
         except (ClientError, BotoCoreError) as exc:
             raise OSError(f"cannot read s3://{self.bucket}/{prefix} ({_describe(exc)})") from None
 
-    def put_file(self, name: str, path: Path) -> str:
+    def put_file(self, name: str, stream: BinaryIO) -> str:
         key = self._key(name)
         try:
-            self.client.upload_file(str(path), self.bucket, key)
+            self.client.upload_fileobj(stream, self.bucket, key)
         except (ClientError, BotoCoreError) as exc:
             raise OSError(f"cannot write s3://{self.bucket}/{key} ({_describe(exc)})") from None
         return f"s3://{self.bucket}/{key}"

@@ -4,6 +4,7 @@ that keep ledgers and manifests (a local directory, an S3 prefix)."""
 from __future__ import annotations
 
 import hashlib
+import io
 from pathlib import Path
 from typing import Any
 
@@ -196,9 +197,7 @@ def test_s3_location_writes_segments_and_reads_them_all(moto_s3: MotoS3, tmp_pat
     first.append_lines("ledger", ["c"])
     second.append_lines("ledger", ["d"])
     assert sorted(second.read_lines("ledger")) == ["a", "b", "c", "d"]
-    local = tmp_path / "m.jsonl"
-    local.write_text("line\n")
-    assert first.put_file("manifest.jsonl", local) == f"{first.uri}/manifest.jsonl"
+    assert first.put_file("manifest.jsonl", io.BytesIO(b"line\n")) == f"{first.uri}/manifest.jsonl"
     body = moto_s3.client().get_object(Bucket=moto_s3.bucket, Key="manifests/dag_id=d/run_id=r/manifest.jsonl")
     assert body["Body"].read() == b"line\n"
 
