@@ -126,6 +126,7 @@ def run_import(
     controller = AimdController(settings.max_connections, settings.max_requests_per_second)
     gate = AdaptiveGate(controller)
     client = stow_client(gate.on_retry)
+    client.sleep = gate.sleep_before_retry  # the client's back-off hook: retries wait for the pace too
     try:
         files: list[InstanceFile] = []
         for item in resolve_sources(source, s3_client, threads=settings.header_threads):

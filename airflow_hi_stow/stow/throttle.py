@@ -14,13 +14,20 @@ class AdaptiveGate:
     """Threads call :meth:`acquire` before sending a request and :meth:`release` after it; the client's
     ``on_retry`` callback goes to :meth:`on_retry`, so 429/503 answers slow everyone down."""
 
-    def __init__(self, controller: AimdController, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        controller: AimdController,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self.controller = controller
         self.clock = clock
+        self.sleep = sleep
         self.in_flight = 0
         self._changed = threading.Condition()
 
     def acquire(self) -> None:
+        """Wait for a free slot and the pace, then take the slot."""
         with self._changed:
             while True:
                 if self.in_flight < self.controller.limit:
@@ -33,6 +40,15 @@ class AdaptiveGate:
                     self._changed.wait(wait)
                 else:
                     self._changed.wait()
+
+    def sleep_before_retry(self, delay: float) -> None:
+        """The client's back-off before re-sending (the request keeps its slot), then the pace: retries count
+        towards the request rate like new requests."""
+        self.sleep(delay)
+        with self._changed:
+            while (wait := self.controller.wait_time(self.clock())) > 0:
+                self._changed.wait(wait)
+            self.controller.on_start(self.clock())
 
     def release(self, *, answered: bool) -> None:
         """The request is over; ``answered``: the server answered it (a success for AIMD)."""

@@ -47,3 +47,16 @@ def test_only_throttling_answers_cut_the_limit() -> None:
     gate.on_retry(503)
     assert gate.controller.limit == 1
     assert gate.describe().startswith("1 connection(s), ")
+
+
+def test_retries_sleep_their_back_off_and_count_towards_the_pace() -> None:
+    slept: list[float] = []
+    controller = AimdController(max_concurrency=2, max_rate=50.0)
+    gate = AdaptiveGate(controller, sleep=slept.append)
+    gate.acquire()
+    gate.sleep_before_retry(0.25)
+    gate.sleep_before_retry(0.5)
+    assert slept == [0.25, 0.5]
+    assert controller.observed_rate(gate.clock()) > 0
+    assert len(controller._starts) == 3  # one request and its two retries, each waiting for its turn
+    assert gate.in_flight == 1
