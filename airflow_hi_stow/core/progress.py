@@ -34,8 +34,9 @@ class Progress:
         rate = self.bytes_done / elapsed
         share = self.bytes_done / self.total_bytes if self.total_bytes else 1.0
         text = (
-            f"{self.files_done}/{self.total_files} files, {self.bytes_done / 1e6:.1f}/{self.total_bytes / 1e6:.1f} MB"
-            f" ({share:.0%}) in {format_duration(elapsed)}, {rate / 1e6:.2f} MB/s, {self.files_done / elapsed:.1f} files/s"
+            f"{self.files_done}/{self.total_files} files, "
+            f"{self.bytes_done / 1e6:.1f}/{self.total_bytes / 1e6:.1f} MB ({share:.0%}) in {format_duration(elapsed)}, "
+            f"{rate / 1e6:.2f} MB/s, {self.files_done / elapsed:.1f} files/s"
         )
         remaining = self.total_bytes - self.bytes_done
         if remaining > 0 and rate > 0:

@@ -74,7 +74,6 @@ class _Run:
     def __init__(self, location: Location, log: Log) -> None:
         self.log = log
         self.ledger = Ledger(location)
-        self.location = location
         self.tally = ImportTally()
         self.spool = ManifestSpool()
         self.lock = threading.Lock()
@@ -116,8 +115,9 @@ def run_import(
     and return the summary (see :class:`~airflow_hi_stow.core.summary.ImportTally`).
 
     ``location`` keeps the ledger (written after every confirmed request) and the manifest (one line per input,
-    written at the end). ``s3_client`` builds the boto3 S3 client for ``s3://`` sources. ``image_sets`` looks up where the stored studies landed
-    (e.g. :func:`~airflow_hi_stow.stow.image_sets.find_image_sets`); its result joins the summary.
+    written at the end). ``s3_client`` builds the boto3 S3 client for ``s3://`` sources. ``image_sets`` looks up
+    where the stored studies landed (e.g. :func:`~airflow_hi_stow.stow.image_sets.find_image_sets`); its result
+    joins the summary.
     """
     settings = settings or ImportSettings()
     log = log or logging.getLogger(__name__)
@@ -135,7 +135,7 @@ def run_import(
             else:
                 files.append(item)
         log.info(
-            "source: %d file(s), %.1f MB; %d entr(ies) naming no file",
+            "source: %d file(s), %.1f MB; %d entries named no file",
             len(files),
             sum(f.size for f in files) / 1e6,
             run.tally.files,

@@ -126,8 +126,15 @@ def count_gets(client: Any) -> list[bytes | None]:
 def test_s3_headers_come_from_ranged_gets_and_bodies_stream(moto_s3: MotoS3, tmp_path: Path) -> None:
     """A header larger than the first range (a 200 kB element before the pixel data) makes the range grow;
     the whole object is never fetched to read a header."""
-    dataset = dcmread(generate_dataset(tmp_path / "g", patients=1, studies_per_patient=(1, 1), series_per_study=(1, 1),
-                                       instances_per_series=(1, 1), redeliver_one_study=False).instances[0].path)  # fmt: skip
+    generated = generate_dataset(
+        tmp_path / "g",
+        patients=1,
+        studies_per_patient=(1, 1),
+        series_per_study=(1, 1),
+        instances_per_series=(1, 1),
+        redeliver_one_study=False,
+    )
+    dataset = dcmread(generated.instances[0].path)
     dataset.add_new(0x00091010, "OB", b"\0" * 200_000)
     dataset.add_new(0x00090010, "LO", "HI-STOW TEST")
     big = tmp_path / "big.dcm"
