@@ -66,6 +66,8 @@ class ImportSettings:
                 raise ValueError(f"{name} must be at least 1")
         if self.progress_interval <= 0:
             raise ValueError("progress_interval must be positive")
+        if self.max_requests_per_second is not None and self.max_requests_per_second <= 0:
+            raise ValueError("max_requests_per_second must be positive (or None for no cap)")
 
 
 class _Run:

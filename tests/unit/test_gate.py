@@ -1,10 +1,13 @@
-"""The adaptive gate bounds the requests in flight by the AIMD controller's limit."""
+"""The adaptive gate bounds the requests in flight by the AIMD controller's limit; import settings are checked."""
 
 from __future__ import annotations
 
 import threading
 
+import pytest
+
 from airflow_hi_stow.core.aimd import AimdController
+from airflow_hi_stow.stow.importer import ImportSettings
 from airflow_hi_stow.stow.throttle import AdaptiveGate
 
 
@@ -60,3 +63,17 @@ def test_retries_sleep_their_back_off_and_count_towards_the_pace() -> None:
     assert controller.observed_rate(gate.clock()) > 0
     assert len(controller._starts) == 3  # one request and its two retries, each waiting for its turn
     assert gate.in_flight == 1
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ({"max_connections": 0}, "max_connections must be at least 1"),
+        ({"max_batch_bytes": 0}, "max_batch_bytes must be at least 1"),
+        ({"max_requests_per_second": 0.0}, "max_requests_per_second must be positive"),
+        ({"progress_interval": 0.0}, "progress_interval must be positive"),
+    ],
+)
+def test_import_settings_name_a_bad_value(setting: dict[str, float], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        ImportSettings(**setting)  # type: ignore[arg-type]
