@@ -137,6 +137,25 @@ def test_a_throttled_service_gets_every_instance_once(
     assert summary["requests"] == stats["operations"]["StoreDICOM"]  # the 429s are counted as faults
 
 
+def test_dropped_connections_and_server_errors_are_retried(
+    emulator: RunningEmulator, sample: SampleSet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A quarter of the requests answered 429/503 with Retry-After, a fifth of them cut off mid-body: every
+    instance is still stored, and none twice."""
+    emulator.set_faults(error_rate=0.25, drop_rate=0.2)
+    operator_args(monkeypatch, emulator, source=[str(sample.root)], max_batch_instances=4)
+    run = airflow_dags.run_dag("hi_stow_test_store", a_moment())
+    assert run.state == "success"
+    summary = airflow_dags.xcom_values("hi_stow_test_store", run.run_id, "store")[-1]
+    files = len(sample.instances)
+    assert summary["counts"]["stored"] == files
+    stats = emulator.stats()
+    assert stats["faults"]["error"] >= 1
+    assert stats["faults"]["drop"] >= 1
+    assert stats["instances"] == {"received": files, "stored": files, "failed": 0}
+    assert stats["index"]["instances"] == files
+
+
 def wait_for(condition: Any, what: str, timeout: float = 120.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
