@@ -2,7 +2,8 @@
 
 The tests pass the operators' arguments as JSON in ``HI_STOW_TEST_ARGS`` (read when this file is parsed); the
 source reaches StoreDicomOperator through a template (``{{ params.source }}``, rendered as a native list) in
-``hi_stow_test_store``, and through the XCom of PartitionDicomOperator in ``hi_stow_test_mapped``.
+``hi_stow_test_store``, through the XCom of an upstream task in ``hi_stow_test_xcom``, and through the XCom of
+PartitionDicomOperator in ``hi_stow_test_mapped``.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import json
 import os
 
 import pendulum
-from airflow.sdk import DAG
+from airflow.sdk import DAG, task
 
 from airflow_hi_stow.operators.partition import PartitionDicomOperator
 from airflow_hi_stow.operators.store import StoreDicomOperator
@@ -30,6 +31,15 @@ with DAG(
     params={"source": SOURCE},
 ):
     StoreDicomOperator(task_id="store", source="{{ params.source }}", **ARGS)
+
+with DAG("hi_stow_test_xcom", schedule=None, start_date=START, catchup=False):
+
+    @task
+    def good_files() -> list[str]:
+        """Stands for a validation step that returns the files worth storing."""
+        return list(SOURCE)
+
+    StoreDicomOperator(task_id="store", source=good_files(), **ARGS)
 
 with DAG("hi_stow_test_mapped", schedule=None, start_date=START, catchup=False):
     shards = PartitionDicomOperator(task_id="partition", source=SOURCE, max_shards=SHARDS)

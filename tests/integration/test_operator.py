@@ -1,5 +1,6 @@
 """StoreDicomOperator in real DAG runs (``dag.test()`` on SQLite) against the HealthImaging emulator: a directory
-of studies, a throttled service, a run killed mid-way and retried, mixed bad input, a mapped import from S3."""
+of studies, a throttled service, faults, a run killed mid-way and retried, mixed bad input from an upstream XCom,
+the failure policy, a mapped import from S3."""
 
 from __future__ import annotations
 
@@ -241,10 +242,11 @@ def test_mixed_bad_input_is_reported_and_the_rest_stored(
 ) -> None:
     study = sample.study_uids[0]
     bad = mixed_input(sample)
-    operator_args(monkeypatch, emulator, source=[str(sample.root)], study_instance_uid=study)
-    run = airflow_dags.run_dag("hi_stow_test_store", a_moment())
+    files = [str(path) for path in sorted(sample.root.rglob("*")) if path.is_file()]  # an upstream task's list
+    operator_args(monkeypatch, emulator, source=files, study_instance_uid=study)
+    run = airflow_dags.run_dag("hi_stow_test_xcom", a_moment())
     assert run.state == "success"  # rejected inputs are reported; by default they do not fail the task
-    summary = airflow_dags.xcom_values("hi_stow_test_store", run.run_id, "store")[-1]
+    summary = airflow_dags.xcom_values("hi_stow_test_xcom", run.run_id, "store")[-1]
     in_study = [i for i in sample.instances if i.study_instance_uid == study]
     other = [i for i in sample.instances if i.study_instance_uid != study]
     assert summary["counts"]["stored"] == len(in_study)
