@@ -8,6 +8,7 @@ Patient ID: HealthImaging puts those instances into a non-primary image set.
 
 from __future__ import annotations
 
+import copy
 import random
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -116,7 +117,7 @@ def generate_dataset(
                 folder = root / patient["PatientID"] / study_uid / series_uid
                 folder.mkdir(parents=True, exist_ok=True)
                 for number in range(1, rng.randint(*instances_per_series) + 1):
-                    dataset = templates[modality].copy()
+                    dataset = copy.deepcopy(templates[modality])  # Dataset.copy() shares the elements
                     for keyword, value in {**patient, **study, **series}.items():
                         setattr(dataset, keyword, value)
                     sop_uid = _uid(rng)
