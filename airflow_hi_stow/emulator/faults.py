@@ -3,7 +3,8 @@ connections dropped mid-body, slow responses.
 
 Shares are deterministic: with ``error_rate`` 0.25, exactly every 4th request in scope is answered with an error
 (a credit accumulates by the rate on each request and the fault fires when it reaches 1), so a test can count on
-the number of faults whatever the order of parallel requests. The throttle is a token bucket of ``throttle_burst``
+the number of faults whatever the order of parallel requests. One request gets one fault at most (throttle, then
+error, drop, slow): a fault falling due on a request that already has one comes with the next request. The throttle is a token bucket of ``throttle_burst``
 tokens refilled at ``throttle_rps`` per second, answered with ThrottlingException (429, no Retry-After) as
 HealthImaging's TPS quotas are.
 """
