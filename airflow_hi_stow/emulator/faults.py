@@ -4,9 +4,10 @@ connections dropped mid-body, slow responses.
 Shares are deterministic: with ``error_rate`` 0.25, exactly every 4th request in scope is answered with an error
 (a credit accumulates by the rate on each request and the fault fires when it reaches 1), so a test can count on
 the number of faults whatever the order of parallel requests. One request gets one fault at most (throttle, then
-error, drop, slow): a fault falling due on a request that already has one comes with the next request. The throttle is a token bucket of ``throttle_burst``
-tokens refilled at ``throttle_rps`` per second, answered with ThrottlingException (429, no Retry-After) as
-HealthImaging's TPS quotas are.
+error, drop, slow): a fault falling due on a request that already has one comes with the next request.
+
+The throttle is a token bucket of ``throttle_burst`` tokens refilled at ``throttle_rps`` per second, answered with
+ThrottlingException (429, no Retry-After) as HealthImaging's TPS quotas are.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from enum import Enum
 from typing import Any
 
 SCOPES = ("stow", "all")
+ADMIN_PREFIX = "/_emulator"
+"""The emulator's own endpoints: never affected by faults, not counted."""
 _STOW_PATH = re.compile(r"^/datastore/[^/]+/studies(/[^/]+)?/?$")
 _EPSILON = 1e-9
 
@@ -105,7 +108,7 @@ class FaultInjector:
         self._refilled_at = self.clock()
 
     def applies_to(self, method: str, path: str) -> bool:
-        if path.startswith("/_emulator"):
+        if path.startswith(ADMIN_PREFIX):
             return False
         return self.config.scope == "all" or (method == "POST" and bool(_STOW_PATH.match(path)))
 

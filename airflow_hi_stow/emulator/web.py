@@ -16,7 +16,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from airflow_hi_stow.emulator.errors import AwsError
-from airflow_hi_stow.emulator.faults import Fault, FaultInjector
+from airflow_hi_stow.emulator.faults import ADMIN_PREFIX, Fault, FaultInjector
 from airflow_hi_stow.emulator.stats import Stats
 
 log = logging.getLogger("airflow_hi_stow.emulator")
@@ -24,7 +24,6 @@ log = logging.getLogger("airflow_hi_stow.emulator")
 ABORT_EXTENSION = "hi_stow.abort"
 """A scope extension the emulator's server adds: ``{"abort": callable}`` closes the connection at once (fault
 injection)."""
-REQUEST_ID_HEADER = "x-amzn-RequestId"
 _ERROR_TYPES = {429: "ThrottlingException", 500: "InternalServerException", 503: "ServiceUnavailableException"}
 
 
@@ -104,8 +103,9 @@ class BodyStream:
 
 
 class RequestContextMiddleware:
-    """Gives every request an id (``x-amzn-RequestId`` on its response), counts responses per status and per
-    operation, and logs one line per request (operation, status, id, time: never a path, header or body)."""
+    """Gives every request an id (``x-amzn-RequestId`` on its response); counts responses per status and per
+    operation and logs one line per request (operation, status, id, time: never a path, header or body), except
+    for the admin endpoints."""
 
     def __init__(self, app: ASGIApp, stats: Stats) -> None:
         self.app = app
@@ -119,6 +119,7 @@ class RequestContextMiddleware:
         state = scope.setdefault("state", {})
         state["request_id"] = request_id
         started = time.monotonic()
+        counted = not scope["path"].startswith(ADMIN_PREFIX)
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -126,17 +127,18 @@ class RequestContextMiddleware:
                     **message,
                     "headers": [*message.get("headers", []), (b"x-amzn-requestid", request_id.encode())],
                 }
-                operation = state.get("operation", "other")
-                self.stats.add("responses", message["status"])
-                self.stats.add("operations", operation)
-                log.info(
-                    "%s %s -> %d (request %s, %.3f s)",
-                    scope["method"],
-                    operation,
-                    message["status"],
-                    request_id,
-                    time.monotonic() - started,
-                )
+                if counted:
+                    operation = state.get("operation", "other")
+                    self.stats.add("responses", message["status"])
+                    self.stats.add("operations", operation)
+                    log.info(
+                        "%s %s -> %d (request %s, %.3f s)",
+                        scope["method"],
+                        operation,
+                        message["status"],
+                        request_id,
+                        time.monotonic() - started,
+                    )
             await send(message)
 
         await self.app(scope, receive, send_with_id)

@@ -1,0 +1,64 @@
+"""Helpers for tests against a running emulator (the ``healthimaging_emulator`` fixture comes from the package's
+pytest plugin)."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+import requests
+from botocore.credentials import ReadOnlyCredentials
+
+from airflow_hi_stow.core import sigv4
+from airflow_hi_stow.samples import SampleInstance, SampleSet, generate_dataset
+from airflow_hi_stow.stow.auth import SigV4StowAuth
+from airflow_hi_stow.stow.client import StowClient
+from airflow_hi_stow.testing import RunningEmulator
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory: pytest.TempPathFactory) -> SampleSet:
+    """One patient, one study of two series of three instances, and a re-delivery of it with another Patient ID."""
+    return generate_dataset(
+        tmp_path_factory.mktemp("sample") / "set",
+        patients=1,
+        studies_per_patient=(1, 1),
+        series_per_study=(2, 2),
+        instances_per_series=(3, 3),
+    )
+
+
+def credentials(emulator: RunningEmulator, secret: str | None = None) -> ReadOnlyCredentials:
+    return ReadOnlyCredentials(emulator.access_key, secret or emulator.secret_key, emulator.session_token)
+
+
+def stow_client(emulator: RunningEmulator, mode: str = "streaming", **options: object) -> StowClient:
+    """The package's client, signing for the emulator in one payload mode."""
+    auth = SigV4StowAuth(lambda: credentials(emulator), emulator.region, mode)
+    return StowClient(emulator.dicomweb_url, auth=auth, **options)  # type: ignore[arg-type]
+
+
+def retrieve(emulator: RunningEmulator, instance: SampleInstance, **params: str) -> requests.Response:
+    """WADO-RS GetDICOMInstance, signed."""
+    url = (
+        f"{emulator.dicomweb_url}/studies/{instance.study_instance_uid}/series/{instance.series_instance_uid}"
+        f"/instances/{instance.sop_instance_uid}"
+    )
+    return signed_get(emulator, url, params)
+
+
+def signed_get(emulator: RunningEmulator, url: str, params: dict[str, str] | None = None) -> requests.Response:
+    prepared = requests.Request("GET", url, params=params).prepare()
+    headers = {"X-Amz-Content-SHA256": hashlib.sha256(b"").hexdigest()}
+    signature = sigv4.sign(credentials(emulator), emulator.region, "GET", prepared.url or url, headers)
+    return requests.get(prepared.url or url, headers=signature.headers, timeout=30)
+
+
+def instance_count(emulator: RunningEmulator) -> int:
+    """Instances in the emulator's index."""
+    return int(emulator.stats()["index"]["instances"])
+
+
+def temporary_files(emulator: RunningEmulator) -> list[Path]:
+    return [path for path in (emulator.data_dir / "tmp").rglob("*") if path.is_file()]
