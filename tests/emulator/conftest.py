@@ -11,6 +11,7 @@ import requests
 from botocore.credentials import ReadOnlyCredentials
 
 from airflow_hi_stow.core import sigv4
+from airflow_hi_stow.core.sigv4 import PayloadSigning
 from airflow_hi_stow.samples import SampleInstance, SampleSet, generate_dataset
 from airflow_hi_stow.stow.auth import SigV4StowAuth
 from airflow_hi_stow.stow.client import StowClient
@@ -29,14 +30,46 @@ def sample(tmp_path_factory: pytest.TempPathFactory) -> SampleSet:
     )
 
 
+class Signed:
+    """A StoreDICOM request as the package's signer makes it, open to tampering before it is sent."""
+
+    def __init__(
+        self,
+        emulator: RunningEmulator,
+        body: bytes,
+        mode: PayloadSigning = PayloadSigning.STREAMING,
+        *,
+        secret: str | None = None,
+        content_type: str = "application/dicom",
+        path: str = "/studies",
+    ) -> None:
+        self.url = f"{emulator.dicomweb_url}{path}"
+        headers = {"Accept": "application/dicom+json", "Content-Type": content_type}
+        headers.update(sigv4.payload_headers(mode, len(body), hashlib.sha256(body).hexdigest()))
+        signature = sigv4.sign(credentials(emulator, secret), emulator.region, "POST", self.url, headers)
+        self.headers = dict(signature.headers)
+        self.signature = signature.signature
+        self.body = (
+            b"".join(sigv4.aws_chunks([body], sigv4.ChunkSigner(signature), sigv4.MIN_CHUNK_SIZE))
+            if mode is PayloadSigning.AWS_CHUNKED
+            else body
+        )
+
+    def send(self) -> requests.Response:
+        return requests.post(self.url, data=self.body, headers=self.headers, timeout=60)
+
+
 def credentials(emulator: RunningEmulator, secret: str | None = None) -> ReadOnlyCredentials:
     return ReadOnlyCredentials(emulator.access_key, secret or emulator.secret_key, emulator.session_token)
 
 
-def stow_client(emulator: RunningEmulator, mode: str = "streaming", **options: object) -> StowClient:
-    """The package's client, signing for the emulator in one payload mode."""
+def stow_client(
+    emulator: RunningEmulator, mode: str = "streaming", datastore_id: str | None = None, **options: object
+) -> StowClient:
+    """The package's client, signing for the emulator in one payload mode (default data store unless given)."""
     auth = SigV4StowAuth(lambda: credentials(emulator), emulator.region, mode)
-    return StowClient(emulator.dicomweb_url, auth=auth, **options)  # type: ignore[arg-type]
+    url = f"{emulator.url}/datastore/{datastore_id or emulator.datastore_id}"
+    return StowClient(url, auth=auth, **options)  # type: ignore[arg-type]
 
 
 def retrieve(emulator: RunningEmulator, instance: SampleInstance, **params: str) -> requests.Response:

@@ -3,21 +3,18 @@ the bodies; then each kind of tampering, refused with 403 and nothing stored."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-import requests
 
-from airflow_hi_stow.core import sigv4
 from airflow_hi_stow.core.sigv4 import PayloadSigning
 from airflow_hi_stow.hooks.healthimaging import HealthImagingStowHook
 from airflow_hi_stow.samples import SampleSet
 from airflow_hi_stow.testing import RunningEmulator
-from tests.emulator.conftest import credentials, instance_count, retrieve, temporary_files
+from tests.emulator.conftest import Signed, instance_count, retrieve, temporary_files
 
 MODES = [mode.value for mode in PayloadSigning]
 
@@ -59,26 +56,6 @@ def test_the_hook_stores_a_study_through_store_dicom_study(
 
 
 # Tampering: each request is signed correctly for the emulator, then one thing is changed.
-
-
-class Signed:
-    """A StoreDICOM request as the package's signer makes it, open to tampering before it is sent."""
-
-    def __init__(self, emulator: RunningEmulator, body: bytes, mode: PayloadSigning, secret: str | None = None) -> None:
-        self.url = f"{emulator.dicomweb_url}/studies"
-        headers = {"Accept": "application/dicom+json", "Content-Type": "application/dicom"}
-        headers.update(sigv4.payload_headers(mode, len(body), hashlib.sha256(body).hexdigest()))
-        signature = sigv4.sign(credentials(emulator, secret), emulator.region, "POST", self.url, headers)
-        self.headers = dict(signature.headers)
-        self.signature = signature.signature
-        self.body = (
-            b"".join(sigv4.aws_chunks([body], sigv4.ChunkSigner(signature), sigv4.MIN_CHUNK_SIZE))
-            if mode is PayloadSigning.AWS_CHUNKED
-            else body
-        )
-
-    def send(self) -> requests.Response:
-        return requests.post(self.url, data=self.body, headers=self.headers, timeout=60)
 
 
 def flip_byte(body: bytes, offset: int) -> bytes:
