@@ -42,10 +42,12 @@ class Signed:
         secret: str | None = None,
         content_type: str = "application/dicom",
         path: str = "/studies",
+        declared_length: int | None = None,
     ) -> None:
         self.url = f"{emulator.dicomweb_url}{path}"
         headers = {"Accept": "application/dicom+json", "Content-Type": content_type}
-        headers.update(sigv4.payload_headers(mode, len(body), hashlib.sha256(body).hexdigest()))
+        length = len(body) if declared_length is None else declared_length
+        headers.update(sigv4.payload_headers(mode, length, hashlib.sha256(body).hexdigest()))
         signature = sigv4.sign(credentials(emulator, secret), emulator.region, "POST", self.url, headers)
         self.headers = dict(signature.headers)
         self.signature = signature.signature
