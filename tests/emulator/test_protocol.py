@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 from pydicom import dcmread
+from pydicom.uid import UID
 
 from airflow_hi_stow.core import sigv4
 from airflow_hi_stow.core.multipart import closing_delimiter, part_opening
@@ -35,7 +36,7 @@ def multipart_body(*parts: bytes, boundary: str = BOUNDARY) -> bytes:
 def with_transfer_syntax(source: Path, target: Path, transfer_syntax: str) -> bytes:
     dataset = dcmread(source)
     del dataset.PixelData
-    dataset.file_meta.TransferSyntaxUID = transfer_syntax
+    dataset.file_meta.TransferSyntaxUID = UID(transfer_syntax)
     dataset.save_as(target, enforce_file_format=True)
     return target.read_bytes()
 
