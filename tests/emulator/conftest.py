@@ -3,7 +3,9 @@ pytest plugin)."""
 
 from __future__ import annotations
 
+import gzip
 import hashlib
+import json
 from pathlib import Path
 
 import pytest
@@ -97,3 +99,18 @@ def instance_count(emulator: RunningEmulator) -> int:
 
 def temporary_files(emulator: RunningEmulator) -> list[Path]:
     return [path for path in (emulator.data_dir / "tmp").rglob("*") if path.is_file()]
+
+
+def stored_sop_uids(emulator: RunningEmulator) -> dict[str, bool]:
+    """SOP Instance UID -> whether its image set is primary, over every image set boto3 finds."""
+    client = emulator.boto3_client()
+    found: dict[str, bool] = {}
+    pages = client.get_paginator("search_image_sets").paginate(datastoreId=emulator.datastore_id)
+    for summary in (item for page in pages for item in page["imageSetsMetadataSummaries"]):
+        blob = client.get_image_set_metadata(datastoreId=emulator.datastore_id, imageSetId=summary["imageSetId"])
+        document = json.loads(gzip.decompress(blob["imageSetMetadataBlob"].read()))
+        for series in document["Study"]["Series"].values():
+            for sop_uid in series["Instances"]:
+                assert sop_uid not in found, "an instance is in two image sets"
+                found[sop_uid] = summary["isPrimary"]
+    return found

@@ -3,7 +3,6 @@ HealthImaging's documented curl command (SigV4, session token), and Orthanc's DI
 
 from __future__ import annotations
 
-import gzip
 import json
 import os
 import shutil
@@ -15,6 +14,7 @@ import requests
 
 from airflow_hi_stow.samples import SampleSet
 from airflow_hi_stow.testing import RunningEmulator
+from tests.emulator.conftest import stored_sop_uids
 from tests.support.orthanc import running_orthanc, unavailable_reason
 
 # HealthImaging developer guide, "Storing instances with STOW-RS", Example 1, with the endpoint as $URL.
@@ -29,21 +29,6 @@ AWS_CURL_EXAMPLE = """curl -X POST -v \\
   --header "Content-Type: application/dicom" \\
   --upload-file $FILENAME
 """
-
-
-def stored_sop_uids(emulator: RunningEmulator) -> dict[str, bool]:
-    """SOP Instance UID -> whether its image set is primary, over every image set boto3 finds."""
-    client = emulator.boto3_client()
-    found: dict[str, bool] = {}
-    pages = client.get_paginator("search_image_sets").paginate(datastoreId=emulator.datastore_id)
-    for summary in (item for page in pages for item in page["imageSetsMetadataSummaries"]):
-        blob = client.get_image_set_metadata(datastoreId=emulator.datastore_id, imageSetId=summary["imageSetId"])
-        document = json.loads(gzip.decompress(blob["imageSetMetadataBlob"].read()))
-        for series in document["Study"]["Series"].values():
-            for sop_uid in series["Instances"]:
-                assert sop_uid not in found, "an instance is in two image sets"
-                found[sop_uid] = summary["isPrimary"]
-    return found
 
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
