@@ -76,20 +76,22 @@ def stow_client(
     return StowClient(url, auth=auth, **options)  # type: ignore[arg-type]
 
 
-def retrieve(emulator: RunningEmulator, instance: SampleInstance, **params: str) -> requests.Response:
+def retrieve(emulator: RunningEmulator, instance: SampleInstance, *, stream: bool = False) -> requests.Response:
     """WADO-RS GetDICOMInstance, signed."""
     url = (
         f"{emulator.dicomweb_url}/studies/{instance.study_instance_uid}/series/{instance.series_instance_uid}"
         f"/instances/{instance.sop_instance_uid}"
     )
-    return signed_get(emulator, url, params)
+    return signed_get(emulator, url, stream=stream)
 
 
-def signed_get(emulator: RunningEmulator, url: str, params: dict[str, str] | None = None) -> requests.Response:
+def signed_get(
+    emulator: RunningEmulator, url: str, params: dict[str, str] | None = None, *, stream: bool = False
+) -> requests.Response:
     prepared = requests.Request("GET", url, params=params).prepare()
     headers = {"X-Amz-Content-SHA256": hashlib.sha256(b"").hexdigest()}
     signature = sigv4.sign(credentials(emulator), emulator.region, "GET", prepared.url or url, headers)
-    return requests.get(prepared.url or url, headers=signature.headers, timeout=30)
+    return requests.get(prepared.url or url, headers=signature.headers, timeout=30, stream=stream)
 
 
 def instance_count(emulator: RunningEmulator) -> int:
