@@ -57,6 +57,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     faults.add_argument("--throttle-rps", type=float, help="answer 429 ThrottlingException above N requests/s")
     faults.add_argument("--throttle-burst", type=int, help="bucket size of the throttle (default: N)")
     faults.add_argument("--fault-scope", choices=SCOPES, default="stow", help="stow requests only, or all")
+    faults.add_argument("--max-faults", type=int, help="stop injecting after N faults")
     parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default="warning")
 
 
@@ -83,6 +84,7 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
         throttle_rps=args.throttle_rps,
         throttle_burst=args.throttle_burst,
         scope=args.fault_scope,
+        max_faults=args.max_faults,
     )
     return EmulatorConfig(
         data_dir=(args.data_dir or default_data_dir()).resolve(),

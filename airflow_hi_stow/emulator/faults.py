@@ -44,6 +44,8 @@ class FaultConfig:
     """Bucket size of the throttle; default: ``throttle_rps`` rounded up (at least 1)."""
     scope: str = "stow"
     """``stow``: StoreDICOM/StoreDICOMStudy requests only; ``all``: every request but the admin endpoints."""
+    max_faults: int | None = None
+    """Stop injecting after this many faults: ``error_rate=1, max_faults=2`` fails the next two requests."""
 
     def __post_init__(self) -> None:
         for name in ("error_rate", "drop_rate", "slow_rate"):
@@ -59,6 +61,8 @@ class FaultConfig:
             raise ValueError("throttle_burst must be at least 1")
         if self.scope not in SCOPES:
             raise ValueError(f"scope must be one of {', '.join(SCOPES)}")
+        if self.max_faults is not None and self.max_faults < 0:
+            raise ValueError("max_faults must not be negative")
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> FaultConfig:
@@ -103,6 +107,7 @@ class FaultInjector:
         self.config = config
         self._credit = {Fault.ERROR: 0.0, Fault.DROP: 0.0, Fault.SLOW: 0.0}
         self._errors_sent = 0
+        self._injected = 0
         self._burst = config.throttle_burst or math.ceil(config.throttle_rps or 1)
         self._tokens = float(self._burst)
         self._refilled_at = self.clock()
@@ -113,6 +118,14 @@ class FaultInjector:
         return self.config.scope == "all" or (method == "POST" and bool(_STOW_PATH.match(path)))
 
     def decide(self) -> Decision | None:
+        limit = self.config.max_faults
+        if limit is not None and self._injected >= limit:
+            return None
+        decision = self._decide()
+        self._injected += decision is not None
+        return decision
+
+    def _decide(self) -> Decision | None:
         if self._throttled():
             return Decision(Fault.THROTTLE, 429)
         rates = {

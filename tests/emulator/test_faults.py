@@ -57,6 +57,11 @@ def test_a_burst_allows_more_at_once() -> None:
     assert [item is None for item in decisions(injector, 6)] == [True] * 5 + [False]
 
 
+def test_faults_stop_after_max_faults() -> None:
+    injector = FaultInjector(FaultConfig(error_rate=1.0, error_statuses=(503,), max_faults=2))
+    assert decisions(injector, 4) == [Decision(Fault.ERROR, 503), Decision(Fault.ERROR, 503), None, None]
+
+
 def test_reconfiguring_clears_faults() -> None:
     injector = FaultInjector(FaultConfig(error_rate=1.0))
     assert injector.decide() == Decision(Fault.ERROR, 429)

@@ -45,6 +45,13 @@ def test_the_client_retries_through_a_share_of_429_and_503(
     assert stats["instances"]["stored"] == len(sample.instances)
 
 
+def test_the_next_requests_can_be_made_to_fail(healthimaging_emulator: RunningEmulator, sample: SampleSet) -> None:
+    healthimaging_emulator.set_faults(error_rate=1.0, error_statuses=[429], retry_after=0, max_faults=2)
+    result = stow_client(healthimaging_emulator, retry=QUICK_RETRIES).store([sample.instances[0].path])
+    assert result.all_stored
+    assert (result.requests[0].attempts, result.requests[0].throttled) == (3, 2)
+
+
 def test_dropped_connections_are_retried_and_store_nothing_twice(
     healthimaging_emulator: RunningEmulator, sample: SampleSet
 ) -> None:
