@@ -21,6 +21,7 @@ from airflow_hi_stow.core.healthimaging import DEFAULT_LOSSLESS_STORAGE_FORMAT, 
 from airflow_hi_stow.core.healthimaging import stored_transfer_syntax as stored_syntax
 from airflow_hi_stow.core.image_set_metadata import StoredInstance, image_set_metadata
 from airflow_hi_stow.emulator.context import EmulatorContext
+from airflow_hi_stow.emulator.dicom_parts import read_attributes
 from airflow_hi_stow.emulator.errors import AwsError, invalid, not_found
 from airflow_hi_stow.emulator.storage import Datastore, ImageSet
 from airflow_hi_stow.emulator.web import aws_json
@@ -215,16 +216,22 @@ class ControlPlane:
         wanted = _version(request)
         if wanted is not None and wanted != image_set.version:
             raise invalid(f"the emulator keeps the metadata of the latest version ({image_set.version}) only")
-        instances = await run_in_threadpool(lambda: self.storage.instances(datastore.id, image_set_id=image_set.id))
-        document = image_set_metadata(
-            datastore.id,
-            image_set.id,
-            (
-                StoredInstance(item.attributes, stored_syntax(item.transfer_syntax_uid, datastore.storage_format))
-                for item in instances
-            ),
-        )
-        blob = gzip.compress(json.dumps(document).encode("utf-8"))
+
+        def build() -> bytes:
+            instances = self.storage.instances(datastore.id, image_set_id=image_set.id)
+            document = image_set_metadata(
+                datastore.id,
+                image_set.id,
+                (
+                    StoredInstance(
+                        read_attributes(item.path), stored_syntax(item.transfer_syntax_uid, datastore.storage_format)
+                    )
+                    for item in instances
+                ),
+            )
+            return gzip.compress(json.dumps(document).encode("utf-8"))
+
+        blob = await run_in_threadpool(build)
         return Response(blob, media_type="application/json", headers={"Content-Encoding": "gzip"})
 
     async def list_image_set_versions(self, request: Request) -> Response:

@@ -1,9 +1,15 @@
-"""Reading a received part as a DICOM P10 instance: its identifiers, grouping elements and attributes."""
+"""Reading a received part as a DICOM P10 instance: its identifiers, grouping elements and attributes.
+
+Two views of an instance's attributes: the index keeps its public elements (all that searches, grouping and
+summaries use; converting the often numerous private elements would triple the cost of a store), and the
+metadata documents are read from the stored file when they are asked for, private elements included.
+"""
 
 from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from pydicom import dcmread
@@ -29,7 +35,7 @@ class ParsedInstance:
     transfer_syntax_uid: str
     grouping: dict[str, str]
     attributes: dict[str, Any]
-    """The dataset in DICOM JSON, without pixel data and large binary values."""
+    """The public elements in DICOM JSON, without pixel data and large binary values."""
 
 
 @dataclass(frozen=True)
@@ -71,11 +77,14 @@ def parse_part(part: ReceivedPart) -> ParsedInstance | PartFailure:
     ]
     if missing or sop_uid is None or sop_class is None or study_uid is None or series_uid is None:
         return PartFailure(part, CANNOT_UNDERSTAND, f"missing or invalid {', '.join(missing)}", sop_uid, sop_class)
+    public = Dataset()
+    for tag in list(dataset.keys()):  # keys() does not decode the values: private ones are never converted
+        if not tag.is_private:
+            public[tag] = dataset[tag]
     try:
-        attributes = dataset.to_json_dict(BULK_DATA_THRESHOLD, _leave_out, suppress_invalid_tags=True)
+        attributes = json_attributes(public)
     except Exception as exc:  # a value pydicom cannot encode in JSON
         return PartFailure(part, CANNOT_UNDERSTAND, f"unreadable DICOM data ({type(exc).__name__})", sop_uid, sop_class)
-    attributes = {tag: element for tag, element in attributes.items() if "BulkDataURI" not in element}
     return ParsedInstance(
         part=part,
         sop_class_uid=sop_class,
@@ -86,6 +95,18 @@ def parse_part(part: ReceivedPart) -> ParsedInstance | PartFailure:
         grouping=normalise_grouping({keyword: dataset.get(keyword) for keyword in GROUPING_KEYWORDS}),
         attributes=attributes,
     )
+
+
+def read_attributes(path: Path) -> dict[str, Any]:
+    """All attributes of a stored instance (private ones included) in DICOM JSON, without bulk data."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return json_attributes(dcmread(path, stop_before_pixels=True))
+
+
+def json_attributes(dataset: Dataset) -> dict[str, Any]:
+    attributes = dataset.to_json_dict(BULK_DATA_THRESHOLD, _leave_out, suppress_invalid_tags=True)
+    return {tag: element for tag, element in attributes.items() if "BulkDataURI" not in element}
 
 
 def _uid(dataset: Dataset, keyword: str) -> str | None:

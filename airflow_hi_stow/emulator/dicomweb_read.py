@@ -22,6 +22,7 @@ from starlette.routing import Route
 from airflow_hi_stow.core import dicom_json as dj
 from airflow_hi_stow.core import multipart
 from airflow_hi_stow.emulator.context import EmulatorContext
+from airflow_hi_stow.emulator.dicom_parts import read_attributes
 from airflow_hi_stow.emulator.errors import invalid, not_found
 from airflow_hi_stow.emulator.storage import StoredInstance
 
@@ -147,13 +148,13 @@ class DicomWebRead:
         _, found = await self._instances(request, "GetDICOMSeriesMetadata")
         if not found:
             raise not_found("Series")
-        return _dicom_json([item.attributes for item in found])
+        return _dicom_json(await run_in_threadpool(lambda: [read_attributes(item.path) for item in found]))
 
     async def instance_metadata(self, request: Request) -> Response:
         _, found = await self._instances(request, "GetDICOMInstanceMetadata")
         if not found:
             raise not_found("Instance")
-        return _dicom_json([found[-1].attributes])
+        return _dicom_json([await run_in_threadpool(read_attributes, found[-1].path)])
 
     async def retrieve_instance(self, request: Request) -> Response:
         """The instance's bytes exactly as stored: ``application/dicom``, or one part of ``multipart/related``

@@ -136,6 +136,7 @@ class StoredInstance:
     size: int
     path: Path
     attributes: dict[str, Any]
+    """The indexed (public) attributes; the metadata documents read the file (see dicom_parts)."""
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
+from pydicom import dcmread
+from pydicom.data import get_testdata_file
 
 from airflow_hi_stow.hooks.healthimaging import HealthImagingStowHook
 from airflow_hi_stow.samples import SampleSet
@@ -128,6 +130,23 @@ def test_storing_an_instance_again_overwrites_it_and_makes_a_new_version(
     document = metadata(client, emulator.datastore_id, image_set_id, versionId="2")
     assert list(document["Study"]["Series"][first.series_instance_uid]["Instances"]) == [first.sop_instance_uid]
     assert emulator.stats()["index"]["instances"] == 1
+
+
+def test_metadata_keeps_private_attributes(healthimaging_emulator: RunningEmulator) -> None:
+    ct_small = get_testdata_file("CT_small.dcm")
+    assert ct_small is not None
+    private = {
+        f"{element.tag:08X}"
+        for element in dcmread(ct_small, stop_before_pixels=True)
+        if element.tag.is_private and not (element.VR in ("OB", "OW", "UN") and len(element.value) > 1024)
+    }
+    assert len(private) > 100  # all but three large binary values, which stay in the stored file
+    assert stow_client(healthimaging_emulator).store([ct_small]).all_stored
+    client = healthimaging_emulator.boto3_client()
+    (summary,) = search(client, healthimaging_emulator.datastore_id)
+    document = metadata(client, healthimaging_emulator.datastore_id, summary["imageSetId"])
+    ((instance,),) = [series["Instances"].values() for series in document["Study"]["Series"].values()]
+    assert private <= set(instance["DICOM"])
 
 
 def test_search_filters_sorting_and_dates(healthimaging_emulator: RunningEmulator, sample: SampleSet) -> None:
