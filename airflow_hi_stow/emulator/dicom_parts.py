@@ -16,6 +16,7 @@ from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
+from airflow_hi_stow.core.image_set_metadata import split_levels, summary_tags
 from airflow_hi_stow.core.image_sets import GROUPING_KEYWORDS, normalise_grouping
 from airflow_hi_stow.core.uids import is_valid_uid
 from airflow_hi_stow.emulator.body import ReceivedPart
@@ -36,6 +37,8 @@ class ParsedInstance:
     grouping: dict[str, str]
     attributes: dict[str, Any]
     """The public elements in DICOM JSON, without pixel data and large binary values."""
+    summary_tags: dict[str, Any]
+    """The ``DICOMTags`` of the image set summary, as this instance would set them."""
 
 
 @dataclass(frozen=True)
@@ -94,6 +97,7 @@ def parse_part(part: ReceivedPart) -> ParsedInstance | PartFailure:
         transfer_syntax_uid=transfer_syntax,
         grouping=normalise_grouping({keyword: dataset.get(keyword) for keyword in GROUPING_KEYWORDS}),
         attributes=attributes,
+        summary_tags=summary_tags(split_levels(attributes)),
     )
 
 

@@ -23,8 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from airflow_hi_stow.core.image_set_metadata import split_levels, summary_tags
-from airflow_hi_stow.core.image_sets import ExistingImageSet, place_instance
+from airflow_hi_stow.core.image_sets import ExistingImageSet, Placement, place_instance
 from airflow_hi_stow.emulator.dicom_parts import ParsedInstance
 from airflow_hi_stow.emulator.errors import AwsError, not_found
 
@@ -126,14 +125,10 @@ class ImageSetVersion:
 
 @dataclass(frozen=True)
 class StoredInstance:
-    image_set_id: str
-    is_primary: bool
     study_uid: str
     series_uid: str
     sop_uid: str
-    sop_class_uid: str
     transfer_syntax_uid: str
-    size: int
     path: Path
     attributes: dict[str, Any]
     """The indexed (public) attributes; the metadata documents read the file (see dicom_parts)."""
@@ -146,7 +141,6 @@ class Placed:
     sop_instance_uid: str
     image_set_id: str
     is_primary: bool
-    created: bool
 
 
 class Storage:
@@ -271,79 +265,86 @@ class Storage:
         placed: list[Placed] = []
         replaced: list[str] = []
         with self._transaction() as db:
-            created: dict[str, bool] = {}
+            created: dict[str, bool] = {}  # the image sets this request touched -> whether it created them
             for instance in instances:
-                now = time.time()
                 placement = place_instance(instance.grouping, self._study_image_sets(db, datastore.id, instance))
-                levels = split_levels(instance.attributes)
-                tags = json.dumps(summary_tags(levels))
-                image_set_id = placement.image_set_id
-                if image_set_id is None:
-                    image_set_id = new_id()
-                    db.execute(
-                        "INSERT INTO image_sets VALUES (?, ?, ?, ?, ?, 1, 'ACTIVE', 'CREATED', ?, ?, ?, ?, ?, NULL)",
-                        (
-                            image_set_id,
-                            datastore.id,
-                            instance.study_instance_uid,
-                            instance.series_instance_uid,
-                            int(placement.is_primary),
-                            json.dumps(instance.grouping),
-                            json.dumps(list(placement.conflicts)),
-                            tags,
-                            now,
-                            now,
-                        ),
-                    )
-                    db.execute("INSERT INTO image_set_versions VALUES (?, 1, 'CREATED', ?)", (image_set_id, now))
-                    created[image_set_id] = True
-                else:
-                    db.execute("UPDATE image_sets SET tags = ?, updated_at = ? WHERE id = ?", (tags, now, image_set_id))
-                    created.setdefault(image_set_id, False)
-                old = db.execute(
-                    "SELECT object_name FROM instances WHERE image_set_id = ? AND sop_uid = ?",
-                    (image_set_id, instance.sop_instance_uid),
-                ).fetchone()
-                if old is not None:
-                    replaced.append(old["object_name"])
-                object_name = f"{new_id()}.dcm"
-                target = self._object_path(object_name)
-                target.parent.mkdir(exist_ok=True)
-                os.replace(instance.part.path, target)
-                db.execute(
-                    "INSERT OR REPLACE INTO instances VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        image_set_id,
-                        instance.sop_instance_uid,
-                        datastore.id,
-                        instance.study_instance_uid,
-                        instance.series_instance_uid,
-                        instance.sop_class_uid,
-                        instance.transfer_syntax_uid,
-                        instance.part.size,
-                        object_name,
-                        json.dumps(instance.attributes),
-                        now,
-                    ),
-                )
-                placed.append(
-                    Placed(instance.sop_instance_uid, image_set_id, placement.is_primary, created[image_set_id])
-                )
+                image_set_id = placement.image_set_id or self._create_image_set(db, datastore.id, instance, placement)
+                created.setdefault(image_set_id, placement.image_set_id is None)
+                replaced += self._put_instance(db, datastore.id, image_set_id, instance)
+                placed.append(Placed(instance.sop_instance_uid, image_set_id, placement.is_primary))
             now = time.time()
-            for image_set_id, is_new in created.items():
-                if not is_new:
-                    db.execute(
-                        "UPDATE image_sets SET version = version + 1, workflow_status = 'UPDATED', updated_at = ? "
-                        "WHERE id = ?",
-                        (now, image_set_id),
-                    )
-                    db.execute(
-                        "INSERT INTO image_set_versions SELECT id, version, 'UPDATED', ? FROM image_sets WHERE id = ?",
-                        (now, image_set_id),
-                    )
+            for image_set_id in (key for key, is_new in created.items() if not is_new):
+                db.execute(
+                    "UPDATE image_sets SET version = version + 1, workflow_status = 'UPDATED', updated_at = ? "
+                    "WHERE id = ?",
+                    (now, image_set_id),
+                )
+                db.execute(
+                    "INSERT INTO image_set_versions SELECT id, version, 'UPDATED', ? FROM image_sets WHERE id = ?",
+                    (now, image_set_id),
+                )
         for object_name in replaced:
             self._object_path(object_name).unlink(missing_ok=True)
         return placed
+
+    @staticmethod
+    def _create_image_set(
+        db: sqlite3.Connection, datastore_id: str, instance: ParsedInstance, placement: Placement
+    ) -> str:
+        image_set_id = new_id()
+        now = time.time()
+        db.execute(
+            "INSERT INTO image_sets VALUES (?, ?, ?, ?, ?, 1, 'ACTIVE', 'CREATED', ?, ?, '{}', ?, ?, NULL)",
+            (
+                image_set_id,
+                datastore_id,
+                instance.study_instance_uid,
+                instance.series_instance_uid,
+                int(placement.is_primary),
+                json.dumps(instance.grouping),
+                json.dumps(list(placement.conflicts)),
+                now,
+                now,
+            ),
+        )
+        db.execute("INSERT INTO image_set_versions VALUES (?, 1, 'CREATED', ?)", (image_set_id, now))
+        return image_set_id
+
+    def _put_instance(
+        self, db: sqlite3.Connection, datastore_id: str, image_set_id: str, instance: ParsedInstance
+    ) -> list[str]:
+        """Move the instance's file into storage and index it; returns the object it replaces, if any."""
+        old = db.execute(
+            "SELECT object_name FROM instances WHERE image_set_id = ? AND sop_uid = ?",
+            (image_set_id, instance.sop_instance_uid),
+        ).fetchone()
+        object_name = f"{new_id()}.dcm"
+        target = self._object_path(object_name)
+        target.parent.mkdir(exist_ok=True)
+        os.replace(instance.part.path, target)
+        now = time.time()
+        db.execute(
+            "INSERT OR REPLACE INTO instances VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                image_set_id,
+                instance.sop_instance_uid,
+                datastore_id,
+                instance.study_instance_uid,
+                instance.series_instance_uid,
+                instance.sop_class_uid,
+                instance.transfer_syntax_uid,
+                instance.part.size,
+                object_name,
+                json.dumps(instance.attributes),
+                now,
+            ),
+        )
+        # The image set shows the values of the instance stored last (HealthImaging normalises them).
+        db.execute(
+            "UPDATE image_sets SET tags = ?, updated_at = ? WHERE id = ?",
+            (json.dumps(instance.summary_tags), now, image_set_id),
+        )
+        return [old["object_name"]] if old is not None else []
 
     @staticmethod
     def _study_image_sets(
@@ -437,20 +438,16 @@ class Storage:
                 where.append(f"{column} = ?")
                 params.append(value)
         sql = (
-            "SELECT i.*, s.is_primary FROM instances i JOIN image_sets s ON s.id = i.image_set_id "  # noqa: S608 - fixed column names only
+            "SELECT i.* FROM instances i JOIN image_sets s ON s.id = i.image_set_id "  # noqa: S608 - fixed column names only
             f"WHERE {' AND '.join(where)} ORDER BY i.stored_at, i.rowid"
         )
         rows = self._query(sql, *params)
         return [
             StoredInstance(
-                image_set_id=row["image_set_id"],
-                is_primary=bool(row["is_primary"]),
                 study_uid=row["study_uid"],
                 series_uid=row["series_uid"],
                 sop_uid=row["sop_uid"],
-                sop_class_uid=row["sop_class_uid"],
                 transfer_syntax_uid=row["transfer_syntax_uid"],
-                size=row["size"],
                 path=self._object_path(row["object_name"]),
                 attributes=json.loads(row["attributes"]),
             )
