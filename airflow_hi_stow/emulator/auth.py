@@ -68,7 +68,7 @@ class SignedRequest:
     """Recompute the signature for a payload hash and compare it; raises AwsError (403) when it differs."""
 
     def verify_payload(self, body_sha256: str) -> None:
-        """Check the body's hash against what was signed (SHA256 and DEFERRED requests)."""
+        """Check the body's hash against what was signed (SHA256 and DEFERRED requests; nothing to do otherwise)."""
         if self.check is PayloadCheck.SHA256:
             if not hmac.compare_digest((self.declared_sha256 or "").lower(), body_sha256):
                 raise AwsError(

@@ -9,7 +9,7 @@ from pathlib import Path
 from starlette.requests import Request
 
 from airflow_hi_stow.core.healthimaging import DEFAULT_LOSSLESS_STORAGE_FORMAT, MAX_REQUEST_BYTES
-from airflow_hi_stow.emulator.auth import Authenticator, EmulatorCredentials, PayloadCheck
+from airflow_hi_stow.emulator.auth import Authenticator, EmulatorCredentials, SignedRequest
 from airflow_hi_stow.emulator.errors import AwsError
 from airflow_hi_stow.emulator.faults import FaultConfig, FaultInjector
 from airflow_hi_stow.emulator.stats import Stats
@@ -67,23 +67,27 @@ class EmulatorContext:
         """How much of an unwanted body is read and discarded before answering (beyond it: close)."""
         return 2 * self.config.max_request_bytes
 
+    def authenticate(self, request: Request, headers: dict[str, str]) -> SignedRequest | None:
+        """Verify the request's headers (None when authentication is off); see Authenticator."""
+        if self.authenticator is None:
+            return None
+        return self.authenticator.authenticate(
+            request.method,
+            request.scope["raw_path"].decode("latin-1"),
+            request.scope.get("query_string", b"").decode("latin-1"),
+            headers,
+        )
+
     async def signed_body(self, request: Request) -> bytes:
         """Read a small request body and verify the request's signature over it (when authentication is on)."""
-        stream = BodyStream(request.receive)
         body = bytearray()
-        async for chunk in stream.chunks():
+        async for chunk in BodyStream(request.receive).chunks():
             body += chunk
             if len(body) > MAX_API_BODY:
                 raise AwsError("ValidationException", f"request body larger than {MAX_API_BODY} bytes")
-        if self.authenticator is not None:
-            signed = self.authenticator.authenticate(
-                request.method,
-                request.scope.get("raw_path", request.url.path.encode()).decode("latin-1"),
-                request.scope.get("query_string", b"").decode("latin-1"),
-                header_map(request.scope["headers"]),
-            )
-            if signed.check in (PayloadCheck.SHA256, PayloadCheck.DEFERRED):
-                signed.verify_payload(hashlib.sha256(body).hexdigest())
+        signed = self.authenticate(request, header_map(request.scope["headers"]))
+        if signed is not None:
+            signed.verify_payload(hashlib.sha256(body).hexdigest())
         return bytes(body)
 
 

@@ -95,14 +95,7 @@ class StowEndpoint:
         """Everything checked before the body is read; the body's receiver."""
         if study_uid is not None and not is_valid_uid(study_uid):
             raise invalid("the StudyInstanceUID in the URL is not a valid DICOM UID")
-        signed = None
-        if self.context.authenticator is not None:
-            signed = self.context.authenticator.authenticate(
-                request.method,
-                request.scope["raw_path"].decode("latin-1"),
-                request.scope.get("query_string", b"").decode("latin-1"),
-                headers,
-            )
+        signed = self.context.authenticate(request, headers)
         decoded = declared_length(headers, "x-amz-decoded-content-length")
         length = decoded if decoded is not None else declared_length(headers)
         limit = self.context.config.max_request_bytes

@@ -47,8 +47,8 @@ def declared_length(headers: Mapping[str, str], name: str = "content-length") ->
         raise AwsError("ValidationException", f"{name} is not a number") from None
 
 
-def aws_json(document: Any, status: int = 200) -> Response:
-    return Response(json.dumps(document), status, media_type="application/json")
+def aws_json(document: Any) -> Response:
+    return Response(json.dumps(document), media_type="application/json")
 
 
 def error_response(error: AwsError, *, close: bool = False) -> Response:
