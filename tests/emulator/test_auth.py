@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from airflow_hi_stow.core import sigv4
 from airflow_hi_stow.emulator.auth import Authenticator, EmulatorCredentials, PayloadCheck
 from airflow_hi_stow.emulator.aws_chunked import AwsChunkedDecoder
 from airflow_hi_stow.emulator.errors import AwsError
@@ -177,3 +178,11 @@ def test_a_configured_session_token_is_required_and_signed() -> None:
     assert refused(headers("A"), with_token).error_type == "UnrecognizedClientException"
     unsigned = refused({**headers("A"), "x-amz-security-token": "t0k"}, with_token)
     assert unsigned.error_type == "IncompleteSignatureException"
+
+
+def test_unsigned_payload_is_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("botocore.auth.get_current_datetime", lambda: SIGNED_AT.replace(tzinfo=None))
+    url = f"https://{HOST}{PATH}"
+    signed = sigv4.sign(CREDENTIALS, "us-east-1", "POST", url, {"X-Amz-Content-SHA256": "UNSIGNED-PAYLOAD"})
+    received = {name.lower(): value for name, value in signed.headers.items()} | {"host": HOST}
+    assert authenticator().authenticate("POST", PATH, "", received).check is PayloadCheck.NONE

@@ -49,6 +49,8 @@ def test_boto3_creates_a_data_store_and_finds_the_image_sets_stored_into_it(
     datastore_id = created["datastoreId"]
     assert created["datastoreStatus"] == "CREATING"
     assert client.create_datastore(datastoreName="imports", clientToken="token-1")["datastoreId"] == datastore_id
+    other = client.create_datastore(datastoreName="other")["datastoreId"]  # boto3 fills in a clientToken
+    assert other != datastore_id
     properties = client.get_datastore(datastoreId=datastore_id)["datastoreProperties"]
     assert properties["datastoreStatus"] == "ACTIVE"
     assert properties["datastoreName"] == "imports"
@@ -58,7 +60,7 @@ def test_boto3_creates_a_data_store_and_finds_the_image_sets_stored_into_it(
         for page in client.get_paginator("list_datastores").paginate(PaginationConfig={"PageSize": 1})
         for item in page["datastoreSummaries"]
     ]
-    assert listed == [emulator.datastore_id, datastore_id]
+    assert listed == [emulator.datastore_id, datastore_id, other]
 
     assert stow_client(emulator, datastore_id=datastore_id).store([item.path for item in sample.instances]).all_stored
     assert search(client, emulator.datastore_id) == []

@@ -268,6 +268,9 @@ def test_qido_and_wado_over_the_primary_image_sets(healthimaging_emulator: Runni
     assert signed_get(emulator, f"{base}/studies", {"PatientID": "DEMO-0001"}).json() == studies
     assert signed_get(emulator, f"{base}/studies", {"PatientID": "DEMO-0001-CORRECTED"}).json() == []
     assert signed_get(emulator, f"{base}/studies", {"PatientID": "DEMO-*"}).json() == studies
+    study_date = studies[0]["00080020"]["Value"][0]
+    assert signed_get(emulator, f"{base}/studies", {"StudyDate": f"{study_date}-"}).json() == studies
+    assert signed_get(emulator, f"{base}/studies", {"StudyDate": f"-{int(study_date) - 1}"}).json() == []
     series = signed_get(emulator, f"{base}/studies/{sample.study_uids[0]}/series").json()
     assert sorted(item["0020000E"]["Value"][0] for item in series) == sample.series_uids
     first = sample.instances[0]

@@ -9,12 +9,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import requests
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
 
 from airflow_hi_stow.core.sigv4 import PayloadSigning
 from airflow_hi_stow.hooks.healthimaging import HealthImagingStowHook
 from airflow_hi_stow.samples import SampleSet
 from airflow_hi_stow.testing import RunningEmulator
-from tests.emulator.conftest import Signed, instance_count, retrieve, temporary_files
+from tests.emulator.conftest import Signed, credentials, instance_count, retrieve, temporary_files
 
 MODES = [mode.value for mode in PayloadSigning]
 
@@ -141,3 +144,23 @@ def test_a_refused_large_body_is_read_to_its_end_so_the_client_sees_the_403(
     response = request.send()
     assert response.status_code == 403
     assert response.headers["x-amzn-ErrorType"] == "InvalidSignatureException"
+
+
+@pytest.mark.parametrize("tampered", [False, True])
+def test_a_body_signed_without_a_declared_hash_is_verified_once_received(
+    tampered: bool, healthimaging_emulator: RunningEmulator, sample: SampleSet
+) -> None:
+    """botocore's plain SigV4Auth signs the body's hash without sending it: the emulator hashes the body as it
+    streams to disk and checks the signature at the end, storing nothing if it fails."""
+    emulator = healthimaging_emulator
+    body = sample.instances[0].path.read_bytes()
+    request = AWSRequest(
+        "POST", f"{emulator.dicomweb_url}/studies", data=body, headers={"Content-Type": "application/dicom"}
+    )
+    SigV4Auth(credentials(emulator), "medical-imaging", emulator.region).add_auth(request)
+    assert "X-Amz-Content-SHA256" not in request.headers
+    sent = flip_byte(body, len(body) - 10) if tampered else body
+    response = requests.post(request.url, data=sent, headers=dict(request.headers.items()), timeout=30)
+    assert response.status_code == (403 if tampered else 200)
+    assert instance_count(emulator) == (0 if tampered else 1)
+    assert temporary_files(emulator) == []
