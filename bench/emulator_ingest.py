@@ -95,7 +95,9 @@ def table(rows: list[tuple[Run, float, float]]) -> str:
         "Stores pydicom's CT_small with new UIDs (~40 KB, 10 series) and CT instances of ~5 MB (pixel data a sparse "
         "hole in the source files) through `StowClient` with SigV4 verified by the emulator, each run into a fresh "
         "data store. Client and emulator share the machine's cores over loopback: the figures bound what a test "
-        "suite sees, not what AWS HealthImaging does. MB = 10^6 bytes.",
+        "suite sees, not what AWS HealthImaging does. MB = 10^6 bytes. On this shared 2-core VM repeated "
+        "runs of one configuration differ by up to 30% (40 KB) and up to 2x (5 MB, disk write-back), so more "
+        "threads show no clear gain here.",
         "",
         "| Instances | Size each | Per request | Threads | Signing | Seconds | Instances/s | MB/s |",
         "|---|---|---|---|---|---|---|---|",
