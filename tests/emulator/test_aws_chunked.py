@@ -5,14 +5,12 @@ from __future__ import annotations
 from datetime import datetime
 
 import pytest
-from botocore.credentials import ReadOnlyCredentials
 
 from airflow_hi_stow.core import sigv4
 from airflow_hi_stow.emulator.aws_chunked import AwsChunkedDecoder, is_aws_chunked
 from airflow_hi_stow.emulator.errors import AwsError
+from tests.unit.test_sigv4 import PAYLOAD, s3_seed
 
-CREDENTIALS = ReadOnlyCredentials("AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", None)
-PAYLOAD = b"a" * 66560
 # AWS S3 API reference, "Transferring Payload in Multiple Chunks", Example: PUT Object: the body as published.
 AWS_BODY = (
     b"10000;chunk-signature=ad80c730a21e5b8d04586a2213dd63b9a0e99e0e2307b0ade35a65485a288648\r\n"
@@ -25,17 +23,9 @@ AWS_BODY = (
 
 @pytest.fixture
 def seed(monkeypatch: pytest.MonkeyPatch) -> sigv4.Signature:
+    """The seed signature of AWS's example (tests/unit/test_sigv4.py checks it against the published value)."""
     monkeypatch.setattr("botocore.auth.get_current_datetime", lambda: datetime(2013, 5, 24))
-    headers = {
-        "Content-Encoding": "aws-chunked",
-        "Content-Length": "66824",
-        "x-amz-content-sha256": sigv4.STREAMING_PAYLOAD,
-        "x-amz-decoded-content-length": "66560",
-        "x-amz-storage-class": "REDUCED_REDUNDANCY",
-    }
-    return sigv4.sign(
-        CREDENTIALS, "us-east-1", "PUT", "https://s3.amazonaws.com/examplebucket/chunkObject.txt", headers, "s3"
-    )
+    return s3_seed()
 
 
 def decode(decoder: AwsChunkedDecoder, body: bytes, piece: int) -> bytes:
