@@ -58,6 +58,16 @@ def test_the_hook_stores_a_study_through_store_dicom_study(
     assert healthimaging_emulator.stats()["operations"] == {"StoreDICOMStudy": 1}
 
 
+@pytest.mark.healthimaging_emulator(session_token="FwoGZXIvYXdzEXAMPLE-token")
+def test_the_hook_signs_with_the_session_token_of_its_connection(
+    healthimaging_emulator: RunningEmulator, sample: SampleSet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AIRFLOW_CONN_AHI", healthimaging_emulator.aws_connection_json())
+    hook = HealthImagingStowHook(aws_conn_id="ahi", datastore_id=healthimaging_emulator.datastore_id)
+    assert hook.store_instances([sample.instances[0].path]).all_stored
+    assert hook.get_conn().get_datastore(datastoreId=healthimaging_emulator.datastore_id)["datastoreProperties"]
+
+
 # Tampering: each request is signed correctly for the emulator, then one thing is changed.
 
 
