@@ -27,6 +27,7 @@ test: lint
 
 bench: venv
 	$(BIN)/python bench/memory.py
+	$(BIN)/python bench/emulator_ingest.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build *.egg-info

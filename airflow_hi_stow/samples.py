@@ -8,7 +8,9 @@ Patient ID: HealthImaging puts those instances into a non-primary image set.
 
 from __future__ import annotations
 
+import copy
 import random
+import struct
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
@@ -116,7 +118,7 @@ def generate_dataset(
                 folder = root / patient["PatientID"] / study_uid / series_uid
                 folder.mkdir(parents=True, exist_ok=True)
                 for number in range(1, rng.randint(*instances_per_series) + 1):
-                    dataset = templates[modality].copy()
+                    dataset = copy.deepcopy(templates[modality])  # Dataset.copy() shares the elements
                     for keyword, value in {**patient, **study, **series}.items():
                         setattr(dataset, keyword, value)
                     sop_uid = _uid(rng)
@@ -159,3 +161,30 @@ def generate_dataset(
                 )
             )
     return result
+
+
+def large_instance(path: str | Path, pixel_bytes: int) -> SampleInstance:
+    """A valid CT instance (pydicom's CT_small with new UIDs) whose pixel data is ``pixel_bytes`` zero bytes: a
+    sparse hole in the file, so that large instances cost neither memory nor disk to make."""
+    path = Path(path)
+    dataset = _template("CT")
+    del dataset.PixelData
+    frames, rest = divmod(pixel_bytes, 512 * 512 * 2)
+    if rest or not frames:
+        raise ValueError("pixel_bytes must be a positive multiple of 512 KiB (frames of 512x512 16-bit pixels)")
+    dataset.Rows, dataset.Columns, dataset.NumberOfFrames = 512, 512, frames
+    dataset.StudyInstanceUID, dataset.SeriesInstanceUID = generate_uid(), generate_uid()
+    dataset.SOPInstanceUID = dataset.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    dataset.save_as(path, enforce_file_format=True)
+    with path.open("r+b") as out:
+        out.seek(0, 2)
+        out.write(struct.pack("<HH2sHI", 0x7FE0, 0x0010, b"OW", 0, pixel_bytes))  # Pixel Data, Explicit VR LE
+        out.truncate(out.tell() + pixel_bytes)
+    return SampleInstance(
+        path,
+        str(dataset.PatientID),
+        str(dataset.StudyInstanceUID),
+        str(dataset.SeriesInstanceUID),
+        str(dataset.SOPInstanceUID),
+        path.stat().st_size,
+    )

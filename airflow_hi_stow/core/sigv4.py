@@ -116,11 +116,17 @@ def recompute(
     signed_headers: Mapping[str, str],
     timestamp: str,
     service: str = SERVICE,
+    *,
+    payload_sha256: str | None = None,
 ) -> Signature:
-    """Recompute the signature of a received request from its signed headers (for a verifying server)."""
+    """Recompute the signature of a received request from its signed headers (for a verifying server).
+
+    The payload hash is the signed X-Amz-Content-SHA256 header when there is one, else ``payload_sha256`` (the
+    hash of the body as received, or the unsigned header's value), else the hash of an empty body.
+    """
     request = AWSRequest(method=method, url=url, headers=dict(signed_headers))
     request.context["timestamp"] = timestamp
-    auth = SigV4Auth(credentials, service, region)
+    auth = _ReceivedPayloadAuth(credentials, service, region, payload_sha256)
     canonical = auth.canonical_request(request)
     signature = auth.signature(auth.string_to_sign(request, canonical), request)
     return Signature(
@@ -130,6 +136,17 @@ def recompute(
         scope=auth.credential_scope(request),
         sign_string=partial(auth.signature, request=request),
     )
+
+
+class _ReceivedPayloadAuth(SigV4Auth):
+    """botocore's signer with the payload hash given, for a server that hashed the body as it arrived."""
+
+    def __init__(self, credentials: Credentials, service: str, region: str, payload_sha256: str | None) -> None:
+        super().__init__(credentials, service, region)
+        self._payload_sha256 = payload_sha256
+
+    def payload(self, request: AWSRequest) -> str:
+        return self._payload_sha256 or super().payload(request)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,83 @@
+"""The emulator's own endpoints under ``/_emulator`` (no authentication; never affected by faults):
+health, fault settings, counters, and the image sets of a data store with what made them non-primary."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from airflow_hi_stow.emulator.context import EmulatorContext
+from airflow_hi_stow.emulator.errors import invalid
+from airflow_hi_stow.emulator.faults import FaultConfig
+from airflow_hi_stow.emulator.web import aws_json
+
+
+class Admin:
+    def __init__(self, context: EmulatorContext) -> None:
+        self.context = context
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("/_emulator/health", self.health, methods=["GET"]),
+            Route("/_emulator/faults", self.get_faults, methods=["GET"]),
+            Route("/_emulator/faults", self.set_faults, methods=["POST", "PUT"]),
+            Route("/_emulator/faults", self.clear_faults, methods=["DELETE"]),
+            Route("/_emulator/stats", self.get_stats, methods=["GET"]),
+            Route("/_emulator/stats", self.reset_stats, methods=["DELETE"]),
+            Route("/_emulator/datastores/{datastore_id}/image-sets", self.image_sets, methods=["GET"]),
+        ]
+
+    async def health(self, request: Request) -> Response:
+        config = self.context.config
+        return aws_json(
+            {
+                "status": "ok",
+                "datastoreId": self.context.default_datastore_id,
+                "region": config.region,
+                "auth": "sigv4" if config.credentials else "none",
+            }
+        )
+
+    async def get_faults(self, request: Request) -> Response:
+        return aws_json(self.context.faults.config.to_json())
+
+    async def set_faults(self, request: Request) -> Response:
+        """Replace the fault settings (the JSON names FaultConfig fields; absent ones take their defaults)."""
+        try:
+            config = FaultConfig.from_json(json.loads(await request.body() or b"{}"))
+        except (ValueError, TypeError, AttributeError) as exc:
+            raise invalid(f"bad fault settings: {exc}") from None
+        self.context.faults.configure(config)
+        return aws_json(config.to_json())
+
+    async def clear_faults(self, request: Request) -> Response:
+        self.context.faults.configure(FaultConfig())
+        return aws_json(FaultConfig().to_json())
+
+    async def get_stats(self, request: Request) -> Response:
+        counts = await run_in_threadpool(self.context.storage.counts)
+        return aws_json({**self.context.stats.snapshot(), "index": counts})
+
+    async def reset_stats(self, request: Request) -> Response:
+        self.context.stats.reset()
+        return aws_json({})
+
+    async def image_sets(self, request: Request) -> Response:
+        image_sets = await run_in_threadpool(self.context.storage.image_sets, request.path_params["datastore_id"])
+        document: list[dict[str, Any]] = [
+            {
+                "imageSetId": item.id,
+                "isPrimary": item.is_primary,
+                "version": item.version,
+                "studyInstanceUID": item.study_uid,
+                "seriesInstanceUID": item.series_uid,
+                "conflicts": list(item.conflicts),
+            }
+            for item in image_sets
+        ]
+        return aws_json(document)
