@@ -28,6 +28,7 @@ test: lint
 bench: venv
 	$(BIN)/python bench/memory.py
 	$(BIN)/python bench/emulator_ingest.py
+	$(BIN)/python bench/import_engine.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build *.egg-info

@@ -22,7 +22,6 @@ from typing import Any
 
 from botocore.credentials import ReadOnlyCredentials
 
-from airflow_hi_stow import testing
 from airflow_hi_stow.core.healthimaging import MAX_REQUEST_BYTES
 from airflow_hi_stow.core.results import InstanceResult, Outcome
 from airflow_hi_stow.core.summary import ImportTally
@@ -32,6 +31,7 @@ from airflow_hi_stow.stow.client import StowClient, new_session
 from airflow_hi_stow.stow.importer import ImportSettings, run_import
 from airflow_hi_stow.stow.ledger import Ledger, LedgerEntry, ManifestSpool
 from airflow_hi_stow.stow.locations import LocalLocation
+from airflow_hi_stow.testing import RunningEmulator, start_emulator
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from report import write_section
@@ -48,7 +48,7 @@ class Quiet:
         raise RuntimeError(msg % args)
 
 
-def client_factory(emulator: testing.RunningEmulator, connections: int) -> Callable[[Any], StowClient]:
+def client_factory(emulator: RunningEmulator, connections: int) -> Callable[[Any], StowClient]:
     credentials = ReadOnlyCredentials(emulator.access_key, emulator.secret_key, None)
     return lambda on_retry: StowClient(
         emulator.dicomweb_url,
@@ -60,9 +60,7 @@ def client_factory(emulator: testing.RunningEmulator, connections: int) -> Calla
     )
 
 
-def timed_import(
-    emulator: testing.RunningEmulator, source: str, location: Path, settings: ImportSettings
-) -> dict[str, Any]:
+def timed_import(emulator: RunningEmulator, source: str, location: Path, settings: ImportSettings) -> dict[str, Any]:
     started, cpu = time.monotonic(), time.process_time()
     summary = run_import(
         source,
@@ -102,7 +100,7 @@ def import_section(work: Path, files: int) -> str:
 
     last: Path | None = None
     for connections in (1, 4, 8):
-        with testing.start_emulator(work / f"emulator-{connections}") as emulator:
+        with start_emulator(work / f"emulator-{connections}") as emulator:
             last = work / f"records-{connections}"
             settings = ImportSettings(max_batch_instances=50, max_connections=connections)
             summary = timed_import(emulator, str(sample.root), last, settings)
@@ -130,7 +128,7 @@ def throttle_section(work: Path, quota: float) -> str:
         instances_per_series=(75, 75),
         redeliver_one_study=False,
     )
-    with testing.start_emulator(work / "emulator-throttle") as emulator:
+    with start_emulator(work / "emulator-throttle") as emulator:
         emulator.set_faults(throttle_rps=quota)
         settings = ImportSettings(max_batch_instances=1, max_connections=8)
         summary = timed_import(emulator, str(sample.root), work / "records-throttle", settings)

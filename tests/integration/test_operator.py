@@ -11,20 +11,17 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
 
 from airflow_hi_stow.core.results import InstanceResult, Outcome
 from airflow_hi_stow.samples import SampleSet, generate_dataset
 from airflow_hi_stow.stow.ledger import read_manifest
+from airflow_hi_stow.testing import RunningEmulator
 from tests.support import airflow_dags
 from tests.support.s3 import MotoS3
 
-if TYPE_CHECKING:
-    from airflow_hi_stow.testing import RunningEmulator
-
-pytest.importorskip("airflow_hi_stow.testing", reason="needs the HealthImaging emulator (issue 11)")
 pytestmark = pytest.mark.airflow
 CONN_ID = "hi_emulator"
 
