@@ -25,6 +25,10 @@ lint: venv
 test: lint
 	$(BIN)/pytest
 
+# The main job: a generated DICOM set through the sample DAG into the local HealthImaging emulator (see README).
+demo: venv
+	$(BIN)/python -m airflow_hi_stow.demo --output demo-output --dags-folder dags
+
 bench: venv
 	$(BIN)/python bench/memory.py
 	$(BIN)/python bench/emulator_ingest.py

@@ -15,6 +15,8 @@ from typing import Any
 
 from pydicom.datadict import keyword_for_tag
 
+from airflow_hi_stow.core.image_sets import normalise_grouping
+
 PATIENT_LEVEL = frozenset(
     {
         "PatientName",
@@ -202,3 +204,9 @@ def summary_tags(levels: Levels) -> dict[str, Any]:
         else:
             tags[name] = str(value)
     return tags
+
+
+def grouping_from_summary_tags(tags: Mapping[str, Any]) -> dict[str, str]:
+    """The grouping elements of an image set, read back from a SearchImageSets summary's ``DICOMTags``."""
+    by_keyword = {keyword: tags.get(name) for name, _, keyword in _SUMMARY_TAGS}
+    return normalise_grouping(by_keyword)

@@ -1,0 +1,135 @@
+"""The sample DAG ``hi_stow_import_only`` and the demo that runs it (``make demo``), against the emulator."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from airflow_hi_stow.samples import generate_dataset
+from airflow_hi_stow.testing import RunningEmulator
+from tests.support import airflow_dags
+
+pytestmark = pytest.mark.airflow
+ROOT = Path(__file__).resolve().parents[2]
+DAG_ID = "hi_stow_import_only"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def airflow_database() -> None:
+    airflow_dags.migrate_database()
+
+
+def sample_dag():  # type: ignore[no-untyped-def]
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(ROOT / "dags"))
+    assert bag.import_errors == {}
+    return bag.get_dag(DAG_ID)
+
+
+def test_the_dag_file_imports_cleanly() -> None:
+    dag = sample_dag()
+    assert dag is not None
+    assert {task.task_id for task in dag.tasks} == {
+        "find_studies", "store_study", "later_deliveries", "store_resend", "report", "fail_run",
+    }  # fmt: skip
+    assert set(dag.params.keys()) == {"source", "resend_source", "report_path"}
+
+
+def test_a_run_stores_the_set_and_reports_the_non_primary_study(
+    healthimaging_emulator: RunningEmulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    emulator = healthimaging_emulator
+    sample = generate_dataset(tmp_path / "dicom", patients=2, studies_per_patient=(1, 1), series_per_study=(2, 2),
+                              instances_per_series=(3, 4))  # fmt: skip
+    assert sample.redelivered_root is not None
+    (sample.root / "notes.txt").write_text("not DICOM")
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_AWS_HEALTHIMAGING", emulator.aws_connection_json(datastore_id=emulator.datastore_id)
+    )
+    monkeypatch.setenv("AIRFLOW__HI_STOW__MANIFEST_LOCATION", str(tmp_path / "manifests"))
+    report_path = tmp_path / "report.json"
+    conf = {"source": str(sample.root), "resend_source": str(sample.redelivered_root), "report_path": str(report_path)}
+    run = sample_dag().test(run_conf=conf)
+    assert run.state == "success"
+
+    report = json.loads(report_path.read_text())
+    originals, resent = len(sample.instances), len(sample.redelivered)
+    assert report["files"] == originals + resent + 1
+    assert report["counts"] == {
+        "stored": originals + resent, "stored_with_warning": 0, "failed": 0, "rejected": 1, "unconfirmed": 0,
+    }  # fmt: skip
+    series_resent = len({i.series_instance_uid for i in sample.redelivered})
+    assert report["image_sets"] == {
+        "total": len(sample.series_uids) + series_resent,
+        "primary": len(sample.series_uids),
+        "non_primary": series_resent,
+    }
+    assert {item["study_instance_uid"] for item in report["non_primary_image_sets"]} == {sample.conflicting_study_uid}
+    assert all(item["conflicts"] == ["PatientID"] for item in report["non_primary_image_sets"])
+
+    # The report read DICOMTags back through boto3; the emulator recorded what it compared when it placed them.
+    in_emulator = {item["imageSetId"]: item for item in emulator.image_sets()}
+    assert sum(item["isPrimary"] for item in in_emulator.values()) == len(sample.series_uids)
+    for item in report["non_primary_image_sets"]:
+        assert in_emulator[item["image_set_id"]]["isPrimary"] is False
+        assert in_emulator[item["image_set_id"]]["conflicts"] == item["conflicts"]
+
+
+def test_without_a_resend_the_second_store_is_skipped(
+    healthimaging_emulator: RunningEmulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    emulator = healthimaging_emulator
+    sample = generate_dataset(tmp_path / "dicom", patients=1, studies_per_patient=(1, 1), series_per_study=(1, 1),
+                              instances_per_series=(2, 2), redeliver_one_study=False)  # fmt: skip
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_AWS_HEALTHIMAGING", emulator.aws_connection_json(datastore_id=emulator.datastore_id)
+    )
+    monkeypatch.setenv("AIRFLOW__HI_STOW__MANIFEST_LOCATION", str(tmp_path / "manifests"))
+    run = sample_dag().test(run_conf={"source": str(sample.root), "report_path": str(tmp_path / "report.json")})
+    assert run.state == "success"
+    states = {ti.task_id: ti.state for ti in run.get_task_instances()}
+    assert states["store_resend"] == "skipped"
+    assert states["fail_run"] == "skipped"
+    assert json.loads((tmp_path / "report.json").read_text())["counts"]["stored"] == 2
+
+
+def test_a_failed_store_fails_the_run_although_the_report_runs(
+    healthimaging_emulator: RunningEmulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    emulator = healthimaging_emulator
+    sample = generate_dataset(tmp_path / "dicom", patients=1, studies_per_patient=(1, 1), series_per_study=(1, 1),
+                              instances_per_series=(2, 2), redeliver_one_study=False)  # fmt: skip
+    wrong_secret = json.loads(emulator.aws_connection_json(datastore_id=emulator.datastore_id))
+    wrong_secret["password"] = "not-the-secret"
+    monkeypatch.setenv("AIRFLOW_CONN_AWS_HEALTHIMAGING", json.dumps(wrong_secret))
+    monkeypatch.setenv("AIRFLOW__HI_STOW__MANIFEST_LOCATION", str(tmp_path / "manifests"))
+    run = sample_dag().test(run_conf={"source": str(sample.root), "report_path": str(tmp_path / "report.json")})
+    assert run.state == "failed"
+    states = {ti.task_id: ti.state for ti in run.get_task_instances()}
+    assert states["store_study"] == "failed"
+    assert states["fail_run"] == "failed"
+    assert states["report"] in ("success", "failed")  # it runs either way (the read-back is refused too)
+
+
+def test_the_demo_runs_end_to_end(tmp_path: Path) -> None:
+    """``make demo`` in small: the emulator, a generated set, ``airflow dags test`` and the printed summary."""
+    done = subprocess.run(
+        [sys.executable, "-m", "airflow_hi_stow.demo", "--output", str(tmp_path / "out"), "--patients", "1",
+         "--dags-folder", str(ROOT / "dags")],
+        capture_output=True, text=True, cwd=tmp_path, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    out = done.stdout
+    assert re.search(r"^  rejected       1  \(1 x not a DICOM P10 file", out, re.M)
+    assert re.search(r"^  failed         0$", out, re.M)
+    assert re.search(r"^  image sets     \d+ in \d+ stud(y|ies): \d+ primary, [1-9]\d* non-primary$", out, re.M)
+    assert re.search(r"non-primary image set\(s\), conflicting PatientID$", out, re.M)
+    assert "the DAG run succeeded" in out
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["counts"]["stored"] == report["files"] - 1
