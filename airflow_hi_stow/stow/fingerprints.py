@@ -11,47 +11,35 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, BinaryIO, cast
 
-from airflow_hi_stow.stow.instances import InstanceFile
+from airflow_hi_stow.stow.instances import InstanceFile, LocalFile
 from airflow_hi_stow.stow.s3 import S3Object
 
 _READ_SIZE = 1024 * 1024
 
 
-@dataclass(eq=False)
-class HashingLocalFile:
-    """A local file (an :class:`~airflow_hi_stow.stow.instances.InstanceFile`) that hashes its bytes as they are
-    read; ``sent_sha256`` is the digest of the last read that reached the end of the file."""
+@dataclass(frozen=True)
+class HashingLocalFile(LocalFile):
+    """A local file that hashes its bytes as they are read; ``sent_sha256`` is the digest of the last read that
+    reached the end of the file."""
 
-    path: Path
-    size: int
-    sent_sha256: str | None = field(default=None, init=False)
-
-    @classmethod
-    def at(cls, path: str | os.PathLike[str]) -> HashingLocalFile:
-        """The file at ``path`` with its current size; raises OSError when it cannot be stat'ed."""
-        resolved = Path(path)
-        return cls(resolved, resolved.stat().st_size)
+    _sent: dict[str, str] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
-    def name(self) -> str:
-        return str(self.path)
+    def sent_sha256(self) -> str | None:
+        return self._sent.get("sha256")
 
     def open(self) -> BinaryIO:
-        return cast(BinaryIO, _HashingReader(self.path.open("rb"), self))
-
-    def open_header(self) -> BinaryIO:
-        return self.path.open("rb")
+        return cast(BinaryIO, _HashingReader(self.path.open("rb"), self._sent, self.size))
 
 
 class _HashingReader(io.RawIOBase):
-    def __init__(self, raw: io.BufferedReader, owner: HashingLocalFile) -> None:
+    def __init__(self, raw: io.BufferedIOBase, sent: dict[str, str], size: int) -> None:
         self.raw = raw
-        self.owner = owner
+        self.sent = sent
+        self.size = size
         self.digest = hashlib.sha256()
         self.count = 0
 
@@ -63,8 +51,8 @@ class _HashingReader(io.RawIOBase):
         if count:
             self.digest.update(memoryview(buffer)[:count])
             self.count += count
-        elif len(buffer) and self.count == self.owner.size:
-            self.owner.sent_sha256 = self.digest.hexdigest()
+        elif len(buffer) and self.count == self.size:
+            self.sent["sha256"] = self.digest.hexdigest()
         return count
 
     def close(self) -> None:

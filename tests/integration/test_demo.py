@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from airflow_hi_stow.samples import generate_dataset
+from airflow_hi_stow.samples import SampleSet, generate_dataset
 from airflow_hi_stow.testing import RunningEmulator
 from tests.support import airflow_dags
 
@@ -22,6 +22,22 @@ DAG_ID = "hi_stow_import_only"
 @pytest.fixture(scope="module", autouse=True)
 def airflow_database() -> None:
     airflow_dags.migrate_database()
+
+
+@pytest.fixture
+def emulator(
+    healthimaging_emulator: RunningEmulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> RunningEmulator:
+    """The emulator as the sample DAG's connection (only through the environment), manifests under tmp_path."""
+    connection = healthimaging_emulator.aws_connection_json(datastore_id=healthimaging_emulator.datastore_id)
+    monkeypatch.setenv("AIRFLOW_CONN_AWS_HEALTHIMAGING", connection)
+    monkeypatch.setenv("AIRFLOW__HI_STOW__MANIFEST_LOCATION", str(tmp_path / "manifests"))
+    return healthimaging_emulator
+
+
+def one_small_study(root: Path) -> SampleSet:
+    return generate_dataset(root, patients=1, studies_per_patient=(1, 1), series_per_study=(1, 1),
+                            instances_per_series=(2, 2), redeliver_one_study=False)  # fmt: skip
 
 
 def sample_dag():  # type: ignore[no-untyped-def]
@@ -41,18 +57,11 @@ def test_the_dag_file_imports_cleanly() -> None:
     assert set(dag.params.keys()) == {"source", "resend_source", "report_path"}
 
 
-def test_a_run_stores_the_set_and_reports_the_non_primary_study(
-    healthimaging_emulator: RunningEmulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    emulator = healthimaging_emulator
+def test_a_run_stores_the_set_and_reports_the_non_primary_study(emulator: RunningEmulator, tmp_path: Path) -> None:
     sample = generate_dataset(tmp_path / "dicom", patients=2, studies_per_patient=(1, 1), series_per_study=(2, 2),
                               instances_per_series=(3, 4))  # fmt: skip
     assert sample.redelivered_root is not None
     (sample.root / "notes.txt").write_text("not DICOM")
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_AWS_HEALTHIMAGING", emulator.aws_connection_json(datastore_id=emulator.datastore_id)
-    )
-    monkeypatch.setenv("AIRFLOW__HI_STOW__MANIFEST_LOCATION", str(tmp_path / "manifests"))
     report_path = tmp_path / "report.json"
     conf = {"source": str(sample.root), "resend_source": str(sample.redelivered_root), "report_path": str(report_path)}
     run = sample_dag().test(run_conf=conf)
@@ -81,16 +90,8 @@ def test_a_run_stores_the_set_and_reports_the_non_primary_study(
         assert in_emulator[item["image_set_id"]]["conflicts"] == item["conflicts"]
 
 
-def test_without_a_resend_the_second_store_is_skipped(
-    healthimaging_emulator: RunningEmulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    emulator = healthimaging_emulator
-    sample = generate_dataset(tmp_path / "dicom", patients=1, studies_per_patient=(1, 1), series_per_study=(1, 1),
-                              instances_per_series=(2, 2), redeliver_one_study=False)  # fmt: skip
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_AWS_HEALTHIMAGING", emulator.aws_connection_json(datastore_id=emulator.datastore_id)
-    )
-    monkeypatch.setenv("AIRFLOW__HI_STOW__MANIFEST_LOCATION", str(tmp_path / "manifests"))
+def test_without_a_resend_the_second_store_is_skipped(emulator: RunningEmulator, tmp_path: Path) -> None:
+    sample = one_small_study(tmp_path / "dicom")
     run = sample_dag().test(run_conf={"source": str(sample.root), "report_path": str(tmp_path / "report.json")})
     assert run.state == "success"
     states = {ti.task_id: ti.state for ti in run.get_task_instances()}
@@ -100,15 +101,12 @@ def test_without_a_resend_the_second_store_is_skipped(
 
 
 def test_a_failed_store_fails_the_run_although_the_report_runs(
-    healthimaging_emulator: RunningEmulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    emulator: RunningEmulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    emulator = healthimaging_emulator
-    sample = generate_dataset(tmp_path / "dicom", patients=1, studies_per_patient=(1, 1), series_per_study=(1, 1),
-                              instances_per_series=(2, 2), redeliver_one_study=False)  # fmt: skip
+    sample = one_small_study(tmp_path / "dicom")
     wrong_secret = json.loads(emulator.aws_connection_json(datastore_id=emulator.datastore_id))
     wrong_secret["password"] = "not-the-secret"
     monkeypatch.setenv("AIRFLOW_CONN_AWS_HEALTHIMAGING", json.dumps(wrong_secret))
-    monkeypatch.setenv("AIRFLOW__HI_STOW__MANIFEST_LOCATION", str(tmp_path / "manifests"))
     run = sample_dag().test(run_conf={"source": str(sample.root), "report_path": str(tmp_path / "report.json")})
     assert run.state == "failed"
     states = {ti.task_id: ti.state for ti in run.get_task_instances()}
