@@ -334,15 +334,21 @@ def to_instance(source: Source) -> DicomInstance:
 
 
 def failed_batch(instances: Sequence[DicomInstance], error: StowError) -> StoreResult:
-    """FAILED results for the instances of a request that failed as a whole, the error as their reason."""
+    """Results for the instances of a request that failed as a whole, the error as their reason.
+
+    They are FAILED when the server refused them or only throttled (429/503: not processed). They are UNCONFIRMED
+    when every attempt lost its connection or ended in another server error: the server may have stored them.
+    """
     status = getattr(error, "status_code", None)
     reason = error.reason if isinstance(error, StowHTTPError) else str(error).split("; ")[0]
     if isinstance(error, StowHTTPError):
         reason = f"HTTP {error.status_code}: {reason}"
+    unknown_fate = isinstance(error, StowRetriesExhausted) and status not in THROTTLING_STATUSES
+    outcome = Outcome.UNCONFIRMED if unknown_fate else Outcome.FAILED
     record = RequestRecord(
         status, getattr(error, "request_id", None), len(instances), 0, getattr(error, "attempts", 0), 0, 0.0
     )
-    results = tuple(instance_result(instance, Outcome.FAILED, reason=reason) for instance in instances)
+    results = tuple(instance_result(instance, outcome, reason=reason) for instance in instances)
     return StoreResult(results, (record,))
 
 

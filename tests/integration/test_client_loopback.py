@@ -141,6 +141,26 @@ def test_errors_can_be_reported_per_file_instead_of_raised(sample: list[SampleIn
     assert len(server.requests) == 2
 
 
+@pytest.mark.parametrize(
+    ("reply", "outcome", "reason"),
+    [
+        (Reply(503), Outcome.FAILED, "gave up after 4 attempt(s), last: HTTP 503"),
+        (Reply(429), Outcome.FAILED, "gave up after 4 attempt(s), last: HTTP 429"),
+        (Reply(502), Outcome.UNCONFIRMED, "gave up after 4 attempt(s), last: HTTP 502"),
+        (Reply(drop_after=10), Outcome.UNCONFIRMED, "gave up after 4 attempt(s), last: connection problem"),
+    ],
+)
+def test_a_request_that_never_got_through_is_failed_or_of_unknown_fate(
+    sample: list[SampleInstance], reply: Reply, outcome: Outcome, reason: str
+) -> None:
+    """Throttled answers mean "not processed"; a lost connection or a server error may have stored the files."""
+    with scripted_server(lambda _: reply) as server:
+        result = client(server.url).store([i.path for i in sample[:2]], raise_on_error=False)
+    assert len(server.requests) == FAST_RETRY.max_attempts
+    assert [item.outcome for item in result.instances] == [outcome, outcome]
+    assert all(item.reason is not None and item.reason.startswith(reason) for item in result.instances)
+
+
 def test_413_halves_the_batch_until_it_fits(sample: list[SampleInstance]) -> None:
     with scripted_server(lambda n: Reply(413) if n == 0 else all_stored(sample)) as server:
         result = client(server.url).store([i.path for i in sample])
