@@ -18,6 +18,7 @@ import pytest
 from airflow_hi_stow.core.results import InstanceResult, Outcome
 from airflow_hi_stow.samples import SampleSet, generate_dataset
 from airflow_hi_stow.stow.ledger import read_manifest
+from airflow_hi_stow.stow.retry import RetryPolicy
 from airflow_hi_stow.testing import RunningEmulator
 from tests.support import airflow_dags
 from tests.support.s3 import MotoS3
@@ -222,6 +223,41 @@ def test_a_run_killed_mid_way_and_retried_uploads_only_what_was_not_confirmed(
     listed = {r.sop_instance_uid for r in manifest_at(summary["manifest"]).values() if r.outcome.is_stored}
     assert listed == stored
     assert len((records / "tries.jsonl").read_text().splitlines()) == 2
+
+
+def test_airflow_retries_a_failed_try_and_the_retry_sends_only_what_was_not_confirmed(
+    emulator: RunningEmulator, sample: SampleSet, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Airflow's own retry (``retries=1``): the first request of the first try meets 503 on every attempt, so its
+    files end unconfirmed and the try fails after storing the rest; the scheduler's retry (try 2, same run and
+    ledger) sends only those files."""
+    batch = 4
+    location = operator_args(
+        monkeypatch,
+        emulator,
+        source=[str(sample.root)],
+        manifest_location=str(tmp_path / "manifests"),
+        max_batch_instances=batch,
+        max_connections=1,
+        retries=1,
+        retry_delay=0,
+    )
+    attempts = RetryPolicy().max_attempts
+    emulator.set_faults(error_rate=1.0, error_statuses=[503], retry_after=0, max_faults=attempts)
+    run = airflow_dags.run_dag("hi_stow_test_store", a_moment())
+    assert run.state == "success"
+    assert airflow_dags.try_number("hi_stow_test_store", run.run_id, "store") == 2
+    files = len(sample.instances)
+    summary = airflow_dags.xcom_values("hi_stow_test_store", run.run_id, "store")[-1]
+    assert summary["counts"]["stored"] == files
+    assert summary["resumed"] == files - batch  # the retry found everything else confirmed by the failed try
+    stats = emulator.stats()
+    assert stats["faults"]["error"] == attempts
+    assert stats["instances"] == {"received": files, "stored": files, "failed": 0}  # none sent twice
+    (records,) = location.glob(f"dag_id=hi_stow_test_store/run_id={run.run_id}/task_id=store/map_index=-1")
+    first, second = (json.loads(line) for line in (records / "tries.jsonl").read_text().splitlines())
+    assert (first["resumed"], first["to_send"]) == (0, files)
+    assert (second["resumed"], second["to_send"], second["requests"]) == (files - batch, batch, 1)
 
 
 def mixed_input(sample: SampleSet) -> dict[str, Path]:
