@@ -261,7 +261,9 @@ class StowClient:
             if attempt == self.retry.max_attempts:
                 raise StowRetriesExhausted(attempt, problem, names, status)
             delay = self.retry.delay(attempt, retry_after)
-            log.warning(
+            # Throttling is expected at a TPS quota and paced by the caller: INFO, so a long run's log stays readable.
+            log.log(
+                logging.INFO if status == 429 else logging.WARNING,
                 "STOW-RS attempt %d/%d for %d file(s) failed (%s); retrying in %.1f s",
                 attempt,
                 self.retry.max_attempts,

@@ -24,6 +24,8 @@ class AdaptiveGate:
         self.clock = clock
         self.sleep = sleep
         self.in_flight = 0
+        self.throttled = 0
+        """Throttling answers (429/503) retried so far."""
         self._changed = threading.Condition()
 
     def acquire(self) -> None:
@@ -61,10 +63,12 @@ class AdaptiveGate:
     def on_retry(self, status: int | None) -> None:
         if status in THROTTLING_STATUSES:
             with self._changed:
+                self.throttled += 1
                 self.controller.on_throttle(self.clock())
 
     def describe(self) -> str:
         with self._changed:
             rate = self.controller.rate
             pace = f"{rate:.1f} requests/s" if rate is not None else "unpaced"
-            return f"{self.controller.limit} connection(s), {pace}"
+            throttled = f", {self.throttled} throttled answer(s) retried" if self.throttled else ""
+            return f"{self.controller.limit} connection(s), {pace}{throttled}"

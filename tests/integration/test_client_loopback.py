@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email.parser
 import email.policy
+import logging
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -112,6 +113,19 @@ def test_retry_after_is_honoured_and_reported(sample: list[SampleInstance]) -> N
     assert slept[0] >= 7
     assert slept[1] >= 3
     assert seen == [429, 429]
+
+
+def test_throttling_retries_log_at_info_and_server_errors_at_warning(
+    sample: list[SampleInstance], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A run at a TPS quota meets many 429s, which the caller paces: they must not flood the log with warnings."""
+    script = [Reply(429, headers={"Retry-After": "0"}), Reply(503, headers={"Retry-After": "0"}), all_stored(sample)]
+    with caplog.at_level(logging.INFO, "airflow_hi_stow"), scripted_server(lambda n: script[n]) as server:
+        assert client(server.url).store([sample[0].path]).all_stored
+    retries = [(r.levelno, r.getMessage()) for r in caplog.records if "retrying" in r.getMessage()]
+    assert [level for level, _ in retries] == [logging.INFO, logging.WARNING]
+    assert "failed (HTTP 429)" in retries[0][1]
+    assert "failed (HTTP 503)" in retries[1][1]
 
 
 def test_a_connection_dropped_mid_body_is_retried(sample: list[SampleInstance]) -> None:

@@ -50,6 +50,7 @@ def test_only_throttling_answers_cut_the_limit() -> None:
     gate.on_retry(503)
     assert gate.controller.limit == 1
     assert gate.describe().startswith("1 connection(s), ")
+    assert gate.describe().endswith(", 2 throttled answer(s) retried")
 
 
 def test_retries_sleep_their_back_off_and_count_towards_the_pace() -> None:
