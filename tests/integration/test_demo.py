@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from pydicom import dcmread
 
 from airflow_hi_stow.samples import SampleSet, generate_dataset
 from airflow_hi_stow.testing import RunningEmulator
@@ -131,3 +132,26 @@ def test_the_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert "the DAG run succeeded" in out
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert report["counts"]["stored"] == report["files"] - 1
+
+    # No patient data and no signature in anything the demo printed or logged (Airflow's, the emulator's)
+    logs = [out, done.stderr] + [
+        path.read_text(errors="replace") for path in (tmp_path / "out").rglob("*.log") if path.is_file()
+    ]
+    assert len(logs) >= 4  # the demo's output and errors, airflow dags test's log (with the task logs), the emulator's
+    patient_data = patient_values(tmp_path / "out" / "dicom") | patient_values(tmp_path / "out" / "dicom-redelivered")
+    assert len(patient_data) >= 4
+    for text in logs:
+        assert not [value for value in patient_data if value in text]
+        assert "Signature=" not in text
+        assert "Credential=" not in text
+
+
+def patient_values(root: Path) -> set[str]:
+    """The patient name, ID, birth date and accession numbers found in a generated set."""
+    values = set()
+    for path in root.rglob("*.dcm"):
+        dataset = dcmread(path, stop_before_pixels=True)
+        for keyword in ("PatientName", "PatientID", "PatientBirthDate", "AccessionNumber"):
+            if dataset.get(keyword):
+                values.add(str(dataset.get(keyword)))
+    return values
