@@ -152,6 +152,6 @@ def patient_values(root: Path) -> set[str]:
     for path in root.rglob("*.dcm"):
         dataset = dcmread(path, stop_before_pixels=True)
         for keyword in ("PatientName", "PatientID", "PatientBirthDate", "AccessionNumber"):
-            if dataset.get(keyword):
-                values.add(str(dataset.get(keyword)))
+            if value := dataset.get(keyword):
+                values.add(str(value))
     return values

@@ -68,23 +68,6 @@ def xcom_values(dag_id: str, run_id: str, task_id: str, key: str = "return_value
         return {row.map_index: XComModel.deserialize_value(row) for row in rows}
 
 
-def try_number(dag_id: str, run_id: str, task_id: str, map_index: int = -1) -> int:
-    """The try number of a task instance: 1 for a first try, 2 after one retry."""
-    from airflow.models.taskinstance import TaskInstance
-    from airflow.utils.session import create_session
-    from sqlalchemy import select
-
-    with create_session() as session:
-        return session.scalars(
-            select(TaskInstance.try_number).where(
-                TaskInstance.dag_id == dag_id,
-                TaskInstance.run_id == run_id,
-                TaskInstance.task_id == task_id,
-                TaskInstance.map_index == map_index,
-            )
-        ).one()
-
-
 def child_process(dag_id: str, run_after: datetime, log: Path) -> subprocess.Popen[bytes]:
     """This module's ``__main__`` in a new process group (so a test can SIGKILL the whole run)."""
     with log.open("ab") as out:
