@@ -8,15 +8,18 @@ import logging
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 import botocore.session
 
-from airflow_hi_stow.core import healthimaging, sigv4
+from airflow_hi_stow.core import healthimaging, redaction, sigv4
 from airflow_hi_stow.core.batching import DEFAULT_MAX_BATCH_BYTES, DEFAULT_MAX_BATCH_INSTANCES
 from airflow_hi_stow.core.results import Outcome, StoreResult
-from airflow_hi_stow.stow.auth import SigV4StowAuth
-from airflow_hi_stow.stow.client import StowClient
-from airflow_hi_stow.stow.sources import expand_local
+from airflow_hi_stow.engine.importer import Collector, ImportSettings, run_import
+from airflow_hi_stow.storage.locations import LocalLocation
+from airflow_hi_stow.transport.auth import SigV4StowAuth
+from airflow_hi_stow.transport.client import StowClient
+from airflow_hi_stow.transport.session import HttpSettings
 
 EXIT_OK = 0
 EXIT_NOT_ALL_STORED = 1
@@ -31,18 +34,28 @@ def build_parser() -> argparse.ArgumentParser:
     store = commands.add_parser(
         "store",
         help="store DICOM P10 files into a data store",
-        description="Store DICOM P10 files with StoreDICOM (or StoreDICOMStudy with --study). Credentials come "
-        "from the standard AWS chain (environment, profile, ...). Exit status 1 when any file was not stored.",
+        description="Store DICOM P10 files with StoreDICOM (or StoreDICOMStudy with --study or --per-study), "
+        "through the same engine as StoreDicomOperator: parallel connections, adaptive throttling, and, with "
+        "--manifest-dir, a manifest and a resume ledger (a rerun sends only what was not confirmed). Credentials, "
+        "CA bundle (AWS_CA_BUNDLE) and proxies (HTTPS_PROXY) come from the standard AWS configuration. Exit status "
+        "1 when any file was not stored.",
     )
-    store.add_argument("paths", nargs="+", metavar="FILE|DIR", help="files, or directories to walk recursively")
+    store.add_argument("paths", nargs="+", metavar="SOURCE", help="files, directories (recursive), globs or s3:// URIs")
     store.add_argument("--datastore-id", required=True)
     store.add_argument("--region", help="the data store's region (default: the AWS configuration's)")
     store.add_argument("--endpoint-url", help="DICOMweb base URL (default: dicom-medical-imaging.{region}...)")
     store.add_argument("--study", metavar="UID", help="use StoreDICOMStudy for this Study Instance UID")
+    store.add_argument("--per-study", action="store_true", help="send each study with StoreDICOMStudy")
     store.add_argument("--profile", help="AWS profile to take credentials from")
     store.add_argument("--payload-signing", choices=[mode.value for mode in sigv4.PayloadSigning], default="streaming")
     store.add_argument("--batch-mb", type=float, default=DEFAULT_MAX_BATCH_BYTES / 1024**2, help="bytes per request")
     store.add_argument("--batch-instances", type=int, default=DEFAULT_MAX_BATCH_INSTANCES)
+    store.add_argument("--connections", type=int, default=4, help="parallel requests at most (default: 4)")
+    store.add_argument(
+        "--manifest-dir", type=Path, help="keep the manifest and resume ledger here; a rerun resumes from it"
+    )
+    store.add_argument("--ca-bundle", help="CA bundle to verify the endpoint's certificate with")
+    store.add_argument("--no-verify-ssl", action="store_true", help="do not verify the endpoint's certificate")
     store.add_argument("--quiet", action="store_true", help="print only the files that were not stored")
     store.add_argument("--json", metavar="PATH", help="also write every file's outcome as JSON to PATH")
     store.set_defaults(handler=run_store)
@@ -67,22 +80,36 @@ def run_store(args: argparse.Namespace) -> int:
         print("hi-stow: no AWS credentials found (environment, profile, instance role...)", file=sys.stderr)
         return EXIT_USAGE
     endpoint = (args.endpoint_url or healthimaging.dicomweb_endpoint(region)).rstrip("/")
+    verify: bool | str | None = False if args.no_verify_ssl else args.ca_bundle
+    settings = ImportSettings(
+        study_instance_uid=args.study,
+        per_study=args.per_study,
+        max_batch_bytes=int(args.batch_mb * 1024**2),
+        max_batch_instances=args.batch_instances,
+        max_connections=args.connections,
+    )
     client = StowClient(
         f"{endpoint}/datastore/{args.datastore_id}",
         auth=SigV4StowAuth(credentials.get_frozen_credentials, region, args.payload_signing),
+        http=HttpSettings.from_botocore(
+            None, verify, ca_bundle=session.get_config_variable("ca_bundle"), max_connections=args.connections
+        ),
         single_part=True,
         max_request_bytes=healthimaging.MAX_REQUEST_BYTES,
     )
+    collect = Collector()
     started = time.monotonic()
-    result = client.store(
-        expand_local(args.paths),
-        args.study,
-        max_batch_bytes=int(args.batch_mb * 1024**2),
-        max_batch_instances=args.batch_instances,
-        raise_on_error=False,
-    )
-    elapsed = time.monotonic() - started
-    report(result, elapsed, quiet=args.quiet)
+    with client:
+        run_import(
+            args.paths,
+            client=client,
+            location=LocalLocation(args.manifest_dir) if args.manifest_dir else None,
+            settings=settings,
+            s3_client=lambda: session.create_client("s3", region_name=region),
+            collect=collect,
+        )
+    result = collect.store_result()
+    report(result, time.monotonic() - started, quiet=args.quiet)
     if args.json:
         with open(args.json, "w", encoding="utf-8") as out:
             json.dump([item.to_dict() for item in result.instances], out, indent=1)
@@ -109,6 +136,7 @@ def report(result: StoreResult, elapsed: float, *, quiet: bool = False) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    redaction.install()
     if not args.verbose:
         logging.getLogger("botocore").setLevel(logging.WARNING)
     return int(args.handler(args))

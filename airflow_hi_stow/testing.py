@@ -25,9 +25,12 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import requests
+
+if TYPE_CHECKING:
+    from airflow_hi_stow.emulator.certificates import TlsFiles
 
 READY = re.compile(
     r"HealthImaging emulator listening on (?P<url>\S+) datastore_id=(?P<datastore_id>[0-9a-z]{32}) "
@@ -52,6 +55,8 @@ class RunningEmulator:
     region: str = "us-east-1"
     no_auth: bool = False
     extra_args: Sequence[str] = ()
+    tls: TlsFiles | None = None
+    """Serve ``https://`` with these files; clients trust :attr:`ca_bundle`."""
     url: str = ""
     datastore_id: str = ""
     port: int = 0
@@ -84,6 +89,7 @@ class RunningEmulator:
             self.region,
             *(["--datastore-id", self.datastore_id] if self.datastore_id else []),
             *(["--no-auth"] if self.no_auth else []),
+            *(["--tls-cert", str(self.tls.certificate), "--tls-key", str(self.tls.key)] if self.tls else []),
             *self.extra_args,
         ]
         environment = dict(os.environ)
@@ -135,14 +141,22 @@ class RunningEmulator:
         self.stop()
         self.start()
 
+    @property
+    def ca_bundle(self) -> str | None:
+        """The CA bundle that verifies the emulator's certificate (None over plain HTTP)."""
+        return str(self.tls.ca_bundle) if self.tls else None
+
     def log(self) -> str:
         """What the emulator wrote to stdout and stderr."""
         return self.log_path.read_text("utf-8", "replace") if self.log_path.exists() else ""
 
     def aws_connection_json(self, **extra: Any) -> str:
         """The JSON of an Airflow AWS connection to the emulator (for ``AIRFLOW_CONN_<ID>``); ``extra`` adds
-        connection extras such as ``payload_signing``."""
-        extras: dict[str, Any] = {"region_name": self.region, "endpoint_url": self.url, **extra}
+        connection extras such as ``payload_signing``. Over TLS, ``verify`` is the emulator's CA bundle."""
+        extras: dict[str, Any] = {"region_name": self.region, "endpoint_url": self.url}
+        if self.tls:
+            extras["verify"] = self.ca_bundle
+        extras.update(extra)
         if self.session_token:
             extras["aws_session_token"] = self.session_token
         return json.dumps({"conn_type": "aws", "login": self.access_key, "password": self.secret_key, "extra": extras})
@@ -160,6 +174,7 @@ class RunningEmulator:
             aws_secret_access_key=self.secret_key,
             aws_session_token=self.session_token,
             config=Config(inject_host_prefix=False, **config),
+            verify=self.ca_bundle,
         )
 
     def set_faults(self, **faults: Any) -> dict[str, Any]:
@@ -186,7 +201,7 @@ class RunningEmulator:
         return result
 
     def _admin(self, method: str, path: str, body: Mapping[str, Any] | None = None) -> Any:
-        response = requests.request(method, self.url + path, json=body, timeout=30)
+        response = requests.request(method, self.url + path, json=body, timeout=30, verify=self.ca_bundle or True)
         if not response.ok:
             raise EmulatorError(f"{method} {path}: HTTP {response.status_code}: {response.text[:500]}")
         return response.json()
@@ -200,11 +215,15 @@ def start_emulator(
     no_auth: bool = False,
     session_token: str | None = None,
     extra_args: Sequence[str] = (),
+    tls: bool = False,
 ) -> Iterator[RunningEmulator]:
     """A running emulator for the duration of the block, stopped (and its temporary data removed) afterwards.
 
-    ``extra_args`` are passed to ``hi-stow emulator`` (e.g. ``["--fail-rate", "0.5"]``).
+    ``extra_args`` are passed to ``hi-stow emulator`` (e.g. ``["--fail-rate", "0.5"]``). With ``tls``, it serves
+    ``https://`` with a certificate of a throwaway CA (:attr:`RunningEmulator.ca_bundle`).
     """
+    from airflow_hi_stow.emulator.certificates import write_test_certificates
+
     with tempfile.TemporaryDirectory(prefix="hi-stow-emulator-") as scratch:
         emulator = RunningEmulator(
             data_dir=Path(data_dir) if data_dir is not None else Path(scratch) / "data",
@@ -214,6 +233,7 @@ def start_emulator(
             region=region,
             no_auth=no_auth,
             extra_args=tuple(extra_args),
+            tls=write_test_certificates(Path(scratch) / "tls") if tls else None,
         )
         emulator.start()
         try:

@@ -22,10 +22,12 @@ from pydicom import dcmread
 from pydicom.data import get_testdata_file
 from pydicom.uid import generate_uid
 
+from airflow_hi_stow.engine.importer import ImportSettings, store_files
 from airflow_hi_stow.samples import large_instance
-from airflow_hi_stow.stow.auth import SigV4StowAuth
-from airflow_hi_stow.stow.client import StowClient, new_session
 from airflow_hi_stow.testing import RunningEmulator, start_emulator
+from airflow_hi_stow.transport.auth import SigV4StowAuth
+from airflow_hi_stow.transport.client import StowClient
+from airflow_hi_stow.transport.session import HttpSettings
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from report import write_section
@@ -76,13 +78,20 @@ def measure(emulator: RunningEmulator, run: Run, paths: list[Path]) -> tuple[flo
     client = StowClient(
         f"{emulator.url}/datastore/{datastore_id}",
         auth=SigV4StowAuth(lambda: frozen, emulator.region, run.mode),
-        session=new_session(run.threads),
+        http=HttpSettings(max_connections=run.threads),
         single_part=True,
     )
     shares = [paths[index :: run.threads] for index in range(run.threads)]
     started = time.perf_counter()
     with ThreadPoolExecutor(run.threads) as pool:
-        results = list(pool.map(lambda share: client.store(share, max_batch_instances=run.per_request), shares))
+        results = list(
+            pool.map(
+                lambda share: store_files(
+                    client, share, settings=ImportSettings(max_batch_instances=run.per_request, max_connections=1)
+                ),
+                shares,
+            )
+        )
     elapsed = time.perf_counter() - started
     stored = sum(result.counts()["stored"] for result in results)
     if stored != len(paths):

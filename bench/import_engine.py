@@ -16,7 +16,6 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,13 +24,14 @@ from botocore.credentials import ReadOnlyCredentials
 from airflow_hi_stow.core.healthimaging import MAX_REQUEST_BYTES
 from airflow_hi_stow.core.results import InstanceResult, Outcome
 from airflow_hi_stow.core.summary import ImportTally
+from airflow_hi_stow.engine.importer import ImportSettings, run_import
+from airflow_hi_stow.engine.ledger import Ledger, LedgerEntry, ManifestSpool
 from airflow_hi_stow.samples import generate_dataset
-from airflow_hi_stow.stow.auth import SigV4StowAuth
-from airflow_hi_stow.stow.client import StowClient, new_session
-from airflow_hi_stow.stow.importer import ImportSettings, run_import
-from airflow_hi_stow.stow.ledger import Ledger, LedgerEntry, ManifestSpool
-from airflow_hi_stow.stow.locations import LocalLocation
+from airflow_hi_stow.storage.locations import LocalLocation
 from airflow_hi_stow.testing import RunningEmulator, start_emulator
+from airflow_hi_stow.transport.auth import SigV4StowAuth
+from airflow_hi_stow.transport.client import StowClient
+from airflow_hi_stow.transport.session import HttpSettings
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from report import write_section
@@ -48,27 +48,21 @@ class Quiet:
         raise RuntimeError(msg % args)
 
 
-def client_factory(emulator: RunningEmulator, connections: int) -> Callable[[Any], StowClient]:
+def emulator_client(emulator: RunningEmulator, connections: int) -> StowClient:
     credentials = ReadOnlyCredentials(emulator.access_key, emulator.secret_key, None)
-    return lambda on_retry: StowClient(
+    return StowClient(
         emulator.dicomweb_url,
         auth=SigV4StowAuth(lambda: credentials, emulator.region),
-        session=new_session(connections),
+        http=HttpSettings(max_connections=connections),
         single_part=True,
         max_request_bytes=MAX_REQUEST_BYTES,
-        on_retry=on_retry,
     )
 
 
 def timed_import(emulator: RunningEmulator, source: str, location: Path, settings: ImportSettings) -> dict[str, Any]:
     started, cpu = time.monotonic(), time.process_time()
-    summary = run_import(
-        source,
-        stow_client=client_factory(emulator, settings.max_connections),
-        location=LocalLocation(location),
-        settings=settings,
-        log=Quiet(),
-    )
+    with emulator_client(emulator, settings.max_connections) as client:
+        summary = run_import(source, client=client, location=LocalLocation(location), settings=settings, log=Quiet())
     summary["wall"] = time.monotonic() - started
     summary["cpu"] = time.process_time() - cpu
     return summary
@@ -215,7 +209,7 @@ def main() -> int:
     parser.add_argument("--quota", type=float, default=5.0, help="emulated requests/s quota (default 5)")
     parser.add_argument("--keep", action="store_true", help="keep the generated files")
     args = parser.parse_args()
-    logging.getLogger("airflow_hi_stow.stow.client").setLevel(logging.ERROR)  # one warning per retried request
+    logging.getLogger("airflow_hi_stow.transport.client").setLevel(logging.ERROR)  # one warning per retried request
     work = Path(tempfile.mkdtemp(prefix="hi-stow-bench-import-"))
     command = "python bench/import_engine.py"
     try:

@@ -69,8 +69,9 @@ server.serve_forever()
 UPLOAD = r"""
 import json, sys, time
 from botocore.credentials import ReadOnlyCredentials
-from airflow_hi_stow.stow.auth import SigV4StowAuth
-from airflow_hi_stow.stow.client import StowClient
+from airflow_hi_stow.transport.auth import SigV4StowAuth
+from airflow_hi_stow.sources.instances import to_instance
+from airflow_hi_stow.transport.client import StowClient
 
 def rss(field):
     for line in open("/proc/self/status"):
@@ -79,8 +80,7 @@ def rss(field):
 url, mode, files = sys.argv[1], sys.argv[2], sys.argv[3:]
 auth = SigV4StowAuth(lambda: ReadOnlyCredentials("AKIDBENCH", "bench-secret", None), "us-east-1", mode)
 client = StowClient(url, auth=auth)
-instances, rejected = client.prepare(files)
-assert not rejected, rejected
+instances = [to_instance(path) for path in files]
 before = rss("VmHWM:")
 started = time.monotonic()
 result = client.store_batch(instances)

@@ -2,7 +2,7 @@
 read back where they landed (primary and non-primary image sets).
 
 Connection ``aws_healthimaging``: an AWS connection (keys, a profile or ``role_arn``) with the extras ``region_name``
-and ``datastore_id``. Add ``endpoint_url`` to reach the local emulator (``hi-stow emulator``); leave it out for AWS.
+and ``datastore_id`` (and, where the network needs them, ``verify`` and ``config_kwargs.proxies``). Add ``endpoint_url`` to reach the local emulator (``hi-stow emulator``); leave it out for AWS.
 Nothing else changes between the two.
 
 Params (e.g. ``airflow dags test hi_stow_import_only -c '{"source": "/data/incoming"}'``):
@@ -20,17 +20,15 @@ from pathlib import Path
 from typing import Any
 
 import pendulum
-from airflow.sdk import DAG, Param, TriggerRule, task
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.providers.common.compat.sdk import DAG, AirflowFailException, Param, TriggerRule, task
 
 from airflow_hi_stow.core.report import build_import_report
 from airflow_hi_stow.hooks.healthimaging import HealthImagingStowHook
 from airflow_hi_stow.operators.partition import PartitionDicomOperator
 from airflow_hi_stow.operators.store import StoreDicomOperator
-from airflow_hi_stow.stow.image_sets import describe_image_sets
+from airflow_hi_stow.readback.image_sets import describe_image_sets
 
 CONN_ID = "aws_healthimaging"
-DATASTORE_ID = "{{ conn.aws_healthimaging.extra_dejson.datastore_id }}"
 
 with DAG(
     dag_id="hi_stow_import_only",
@@ -51,9 +49,9 @@ with DAG(
         task_id="find_studies", source="{{ params.source }}", group_by="study", shard_bytes=1, max_shards=512,
         aws_conn_id=CONN_ID,
     )  # fmt: skip
-    stored = StoreDicomOperator.partial(
-        task_id="store_study", aws_conn_id=CONN_ID, datastore_id=DATASTORE_ID, per_study=True
-    ).expand(source=studies.output)
+    stored = StoreDicomOperator.partial(task_id="store_study", aws_conn_id=CONN_ID, per_study=True).expand(
+        source=studies.output
+    )
 
     @task
     def later_deliveries(params: dict[str, Any] | None = None) -> list[Any]:
@@ -61,19 +59,19 @@ with DAG(
         resend = (params or {}).get("resend_source")
         return [resend] if resend else []
 
-    resent = StoreDicomOperator.partial(
-        task_id="store_resend", aws_conn_id=CONN_ID, datastore_id=DATASTORE_ID, per_study=True
-    ).expand(source=later_deliveries())
+    resent = StoreDicomOperator.partial(task_id="store_resend", aws_conn_id=CONN_ID, per_study=True).expand(
+        source=later_deliveries()
+    )
     stored >> resent
 
     @task(trigger_rule=TriggerRule.ALL_DONE)
-    def report(first: Any, later: Any, datastore_id: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+    def report(first: Any, later: Any, params: dict[str, Any] | None = None) -> dict[str, Any]:
         """Merge the store summaries (``first``, ``later``: the mapped store tasks' XComs) and read the image sets
         back with SearchImageSets and GetImageSet."""
         summaries = [*first, *later]
         studies = {study for summary in summaries if summary for study in summary.get("image_sets", {})}
-        client = HealthImagingStowHook(CONN_ID, datastore_id).get_conn()
-        image_sets = [info.to_dict() for info in describe_image_sets(client, datastore_id, studies)]
+        hook = HealthImagingStowHook(CONN_ID)
+        image_sets = [info.to_dict() for info in describe_image_sets(hook.conn, str(hook.datastore_id), studies)]
         result = build_import_report(summaries, image_sets)
         if report_path := (params or {}).get("report_path"):
             Path(report_path).write_text(json.dumps(result, indent=1))
@@ -84,4 +82,4 @@ with DAG(
         """Keeps the run failed when a store task failed (``report`` runs anyway and would hide it)."""
         raise AirflowFailException("a store task failed: see its log and manifest")
 
-    [stored, resent, report(stored.output, resent.output, DATASTORE_ID)] >> fail_run()
+    [stored, resent, report(stored.output, resent.output)] >> fail_run()

@@ -32,11 +32,6 @@ def dicomweb_endpoint(region: str) -> str:
     return f"https://dicom-medical-imaging.{region}.amazonaws.com"
 
 
-def datastore_console_url(region: str, datastore_id: str) -> str:
-    """The data store's page in the AWS console."""
-    return f"https://{region}.console.aws.amazon.com/medical-imaging/home?region={region}#/data-stores/{datastore_id}"
-
-
 @dataclass(frozen=True)
 class TransferSyntax:
     """A row of HealthImaging's "Supported transfer syntaxes" table."""

@@ -11,11 +11,11 @@ import hashlib
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from enum import StrEnum
 from functools import partial
 from typing import Protocol
 
+import botocore.auth
 from botocore.auth import SIGV4_TIMESTAMP, SigV4Auth
 from botocore.awsrequest import AWSRequest
 
@@ -45,14 +45,32 @@ class Credentials(Protocol):
 
 
 class PayloadSigning(StrEnum):
-    """How the body is covered by the signature (the connection extra ``payload_signing``)."""
+    """How much of a request the signature covers (the connection extra ``payload_signing``).
+
+    ``streaming``: **the headers only.** The body is sent as it is and is not covered: whoever holds a valid
+    signature (from a log, a proxy) can send any body with it until it expires (15 minutes). HealthImaging's
+    documented form, and the fastest.
+    ``aws-chunked``: **every chunk**: the body is framed in chunks, each signed and chained to the previous one, so
+    a changed, reordered or cut body is refused. Costs one SHA-256 pass over the body, streamed.
+    ``sha256``: **the whole body**: its SHA-256 is signed before sending. Costs a first hashing pass over the files
+    before each request.
+    """
 
     STREAMING = "streaming"
-    """HealthImaging's documented form: the STREAMING literal as payload hash, the raw body unframed."""
     AWS_CHUNKED = "aws-chunked"
-    """The full streaming protocol: aws-chunked framing with a signature per chunk."""
     SHA256 = "sha256"
-    """The hex SHA-256 of the whole body (computed in a first pass over the files)."""
+
+    @property
+    def protects(self) -> str:
+        """What the signature covers, in a few words (for docs, forms and logs)."""
+        return _PROTECTS[self]
+
+
+_PROTECTS = {
+    PayloadSigning.STREAMING: "the headers only (the body is not covered by the signature)",
+    PayloadSigning.AWS_CHUNKED: "the headers and every chunk of the body",
+    PayloadSigning.SHA256: "the headers and the whole body's hash",
+}
 
 
 def payload_headers(mode: PayloadSigning, body_length: int, body_sha256: str | None = None) -> dict[str, str]:
@@ -80,6 +98,19 @@ class Signature:
     """HMAC-SHA256 of a string with this request's signing key, as hex."""
 
 
+class _SilentSigV4Auth(SigV4Auth):
+    """botocore's SigV4 signer without its DEBUG lines, which print the canonical request (session token
+    included) and the signature: in the streaming modes a signature from a log would let its reader send other
+    bodies for up to 15 minutes. The steps are ``SigV4Auth.add_auth``'s own."""
+
+    def add_auth(self, request: AWSRequest) -> None:
+        request.context["timestamp"] = botocore.auth.get_current_datetime().strftime(SIGV4_TIMESTAMP)
+        self._modify_request_before_signing(request)
+        canonical_request = self.canonical_request(request)
+        signature = self.signature(self.string_to_sign(request, canonical_request), request)
+        self._inject_signature_to_request(request, signature)
+
+
 def sign(
     credentials: Credentials,
     region: str,
@@ -94,7 +125,7 @@ def sign(
     The time comes from ``botocore.auth.get_current_datetime``, so tests can freeze it there.
     """
     request = AWSRequest(method=method, url=url, headers=dict(headers))
-    auth = SigV4Auth(credentials, service, region)
+    auth = _SilentSigV4Auth(credentials, service, region)
     auth.add_auth(request)
     match = _SIGNATURE.search(request.headers["Authorization"])
     if match is None:  # botocore always writes it; guard against a future format change
@@ -106,85 +137,6 @@ def sign(
         scope=auth.credential_scope(request),
         sign_string=partial(auth.signature, request=request),
     )
-
-
-def recompute(
-    credentials: Credentials,
-    region: str,
-    method: str,
-    url: str,
-    signed_headers: Mapping[str, str],
-    timestamp: str,
-    service: str = SERVICE,
-    *,
-    payload_sha256: str | None = None,
-) -> Signature:
-    """Recompute the signature of a received request from its signed headers (for a verifying server).
-
-    The payload hash is the signed X-Amz-Content-SHA256 header when there is one, else ``payload_sha256`` (the
-    hash of the body as received, or the unsigned header's value), else the hash of an empty body.
-    """
-    request = AWSRequest(method=method, url=url, headers=dict(signed_headers))
-    request.context["timestamp"] = timestamp
-    auth = _ReceivedPayloadAuth(credentials, service, region, payload_sha256)
-    canonical = auth.canonical_request(request)
-    signature = auth.signature(auth.string_to_sign(request, canonical), request)
-    return Signature(
-        headers=dict(signed_headers),
-        signature=signature,
-        timestamp=timestamp,
-        scope=auth.credential_scope(request),
-        sign_string=partial(auth.signature, request=request),
-    )
-
-
-class _ReceivedPayloadAuth(SigV4Auth):
-    """botocore's signer with the payload hash given, for a server that hashed the body as it arrived."""
-
-    def __init__(self, credentials: Credentials, service: str, region: str, payload_sha256: str | None) -> None:
-        super().__init__(credentials, service, region)
-        self._payload_sha256 = payload_sha256
-
-    def payload(self, request: AWSRequest) -> str:
-        return self._payload_sha256 or super().payload(request)
-
-
-@dataclass(frozen=True)
-class Authorization:
-    """The fields of an ``Authorization: AWS4-HMAC-SHA256 Credential=..., SignedHeaders=..., Signature=...`` header."""
-
-    access_key: str
-    date: str
-    region: str
-    service: str
-    signed_headers: tuple[str, ...]
-    signature: str
-
-
-_AUTHORIZATION = re.compile(
-    r"^AWS4-HMAC-SHA256\s+Credential=(?P<key>[^/,\s]+)/(?P<date>\d{8})/(?P<region>[^/]+)/(?P<service>[^/]+)/"
-    r"aws4_request\s*,\s*SignedHeaders=(?P<headers>[a-z0-9;\-]+)\s*,\s*Signature=(?P<signature>[0-9a-f]{64})\s*$"
-)
-
-
-def parse_authorization(value: str) -> Authorization:
-    """Parse a SigV4 Authorization header; raises ValueError when it is malformed."""
-    match = _AUTHORIZATION.match(value.strip())
-    if match is None:
-        raise ValueError("malformed AWS4-HMAC-SHA256 Authorization header")
-    return Authorization(
-        access_key=match["key"],
-        date=match["date"],
-        region=match["region"],
-        service=match["service"],
-        signed_headers=tuple(match["headers"].split(";")),
-        signature=match["signature"],
-    )
-
-
-def parse_timestamp(value: str) -> datetime:
-    """Parse an X-Amz-Date value (``20130524T000000Z``); raises ValueError when malformed."""
-    return datetime.strptime(value, SIGV4_TIMESTAMP)
 
 
 def chunk_string_to_sign(timestamp: str, scope: str, previous_signature: str, chunk_sha256: str) -> str:

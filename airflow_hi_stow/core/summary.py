@@ -34,6 +34,8 @@ class ImportTally:
     requests: int = 0
     throttled: int = 0
     """429/503 answers that were retried."""
+    ledger_failures: int = 0
+    """Resume-ledger writes that failed (their files would be sent again by a retry)."""
     reasons: Counter[tuple[str, str]] = field(default_factory=Counter)
     studies: set[str] = field(default_factory=set)
     """Studies with at least one stored instance."""
@@ -72,6 +74,7 @@ class ImportTally:
             "bytes_sent": self.bytes_sent,
             "requests": self.requests,
             "throttled": self.throttled,
+            "ledger_failures": self.ledger_failures,
             "duration_seconds": round(duration, 3),
             "throughput_mb_per_s": round(self.bytes_sent / seconds / 1e6, 3),
             "files_per_s": round((self.files - self.resumed) / seconds, 3),

@@ -19,6 +19,7 @@ from enum import Enum
 
 from airflow_hi_stow.core import sigv4
 from airflow_hi_stow.core.healthimaging import SERVICE
+from airflow_hi_stow.emulator import sigv4_verify
 from airflow_hi_stow.emulator.aws_chunked import is_aws_chunked
 from airflow_hi_stow.emulator.errors import AwsError
 
@@ -101,7 +102,7 @@ class Authenticator:
         if not value:
             raise AwsError("MissingAuthenticationTokenException", "Missing Authentication Token")
         try:
-            auth = sigv4.parse_authorization(value)
+            auth = sigv4_verify.parse_authorization(value)
         except ValueError:
             raise AwsError(
                 "IncompleteSignatureException",
@@ -133,7 +134,7 @@ class Authenticator:
 
         def verify(payload_sha256: str | None) -> sigv4.Signature:
             for host in _host_variants(headers["host"]):
-                recomputed = sigv4.recompute(
+                recomputed = sigv4_verify.recompute(
                     self.credentials,
                     self.region,
                     method,
@@ -160,7 +161,7 @@ class Authenticator:
 
     def _check_date(self, timestamp: str, scope_date: str) -> None:
         try:
-            signed_at = sigv4.parse_timestamp(timestamp).replace(tzinfo=UTC)
+            signed_at = sigv4_verify.parse_timestamp(timestamp).replace(tzinfo=UTC)
         except ValueError:
             raise AwsError("IncompleteSignatureException", "X-Amz-Date must be in the ISO-8601 basic format.") from None
         if scope_date != timestamp[:8]:

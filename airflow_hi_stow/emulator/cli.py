@@ -33,6 +33,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--datastore-id", type=_datastore_id, help="id of the default data store (32 of [0-9a-z]); created if new"
     )
+    tls = parser.add_argument_group("TLS (serve https://, as HealthImaging does)")
+    tls.add_argument("--tls-cert", type=Path, help="the server certificate (PEM; its chain after it)")
+    tls.add_argument("--tls-key", type=Path, help="the certificate's private key (PEM)")
     auth = parser.add_argument_group("authentication (SigV4 with one key pair; default: test / test)")
     auth.add_argument("--access-key", default=os.environ.get(ACCESS_KEY_ENV), help=f"or ${ACCESS_KEY_ENV}")
     auth.add_argument("--secret-key", default=os.environ.get(SECRET_KEY_ENV), help=f"or ${SECRET_KEY_ENV}")
@@ -67,6 +70,11 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
         raise ValueError("--no-auth excludes credentials")
     if bool(args.access_key) != bool(args.secret_key):
         raise ValueError("give both --access-key and --secret-key, or neither")
+    if bool(args.tls_cert) != bool(args.tls_key):
+        raise ValueError("give both --tls-cert and --tls-key, or neither")
+    for path in (args.tls_cert, args.tls_key):
+        if path is not None and not path.is_file():
+            raise ValueError(f"{path}: no such file")
     credentials: EmulatorCredentials | None = None
     if not args.no_auth:
         credentials = (
@@ -96,6 +104,8 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
         max_request_bytes=args.max_request_bytes,
         verified_transfer_syntaxes_only=args.verified_transfer_syntaxes_only,
         faults=faults,
+        tls_cert=args.tls_cert.resolve() if args.tls_cert else None,
+        tls_key=args.tls_key.resolve() if args.tls_key else None,
     )
 
 

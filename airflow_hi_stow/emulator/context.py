@@ -36,6 +36,13 @@ class EmulatorConfig:
     max_request_bytes: int = MAX_REQUEST_BYTES
     verified_transfer_syntaxes_only: bool = False
     faults: FaultConfig = field(default_factory=FaultConfig)
+    tls_cert: Path | None = None
+    """Serve ``https://`` with this certificate (PEM, its chain after it) and :attr:`tls_key`."""
+    tls_key: Path | None = None
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls_cert else "http"
 
 
 @dataclass

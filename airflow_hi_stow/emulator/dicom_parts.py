@@ -18,7 +18,7 @@ from pydicom.errors import InvalidDicomError
 
 from airflow_hi_stow.core.image_set_metadata import split_levels, summary_tags
 from airflow_hi_stow.core.image_sets import GROUPING_KEYWORDS, normalise_grouping
-from airflow_hi_stow.core.uids import is_valid_uid
+from airflow_hi_stow.core.uids import matches_healthimaging_pattern
 from airflow_hi_stow.emulator.body import ReceivedPart
 
 CANNOT_UNDERSTAND = 0xC000
@@ -115,7 +115,7 @@ def json_attributes(dataset: Dataset) -> dict[str, Any]:
 
 def _uid(dataset: Dataset, keyword: str) -> str | None:
     value = str(dataset.get(keyword, "") or "").strip()
-    return value if is_valid_uid(value) else None
+    return value if matches_healthimaging_pattern(value) else None
 
 
 def _leave_out(_element: Any) -> str:

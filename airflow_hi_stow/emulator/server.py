@@ -57,7 +57,7 @@ def serve(config: EmulatorConfig, log_level: str = "warning") -> int:
         sock = bind(config.host, config.port)
         host = f"[{config.host}]" if ":" in config.host else config.host
         ready = READY_LINE.format(
-            url=f"http://{host}:{sock.getsockname()[1]}",
+            url=f"{config.scheme}://{host}:{sock.getsockname()[1]}",
             datastore_id=context.default_datastore_id,
             region=config.region,
             auth="sigv4" if config.credentials else "none",
@@ -70,6 +70,8 @@ def serve(config: EmulatorConfig, log_level: str = "warning") -> int:
                 access_log=False,
                 log_config=None,
                 timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+                ssl_certfile=config.tls_cert,
+                ssl_keyfile=config.tls_key,
             ),
             ready,
         )

@@ -22,7 +22,7 @@ from starlette.responses import Response
 from airflow_hi_stow.core.healthimaging import accepted_transfer_syntaxes
 from airflow_hi_stow.core.multipart import DICOM_JSON_MEDIA_TYPE, DICOM_MEDIA_TYPE, parse_media_type
 from airflow_hi_stow.core.store_response import FailedInstance, ReferencedInstance, build_store_response
-from airflow_hi_stow.core.uids import is_valid_uid
+from airflow_hi_stow.core.uids import matches_healthimaging_pattern
 from airflow_hi_stow.emulator.aws_chunked import is_aws_chunked
 from airflow_hi_stow.emulator.body import MultipartSink, ReceivedPart, RequestBody, SinglePartSink
 from airflow_hi_stow.emulator.context import EmulatorContext
@@ -93,7 +93,7 @@ class StowEndpoint:
 
     def _prepare(self, request: Request, headers: dict[str, str], study_uid: str | None) -> RequestBody:
         """Everything checked before the body is read; the body's receiver."""
-        if study_uid is not None and not is_valid_uid(study_uid):
+        if study_uid is not None and not matches_healthimaging_pattern(study_uid):
             raise invalid("the StudyInstanceUID in the URL is not a valid DICOM UID")
         signed = self.context.authenticate(request, headers)
         decoded = declared_length(headers, "x-amz-decoded-content-length")

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from functools import cached_property
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from airflow.sdk import BaseHook
+from airflow.providers.common.compat.sdk import BaseHook
 from requests.auth import AuthBase, HTTPBasicAuth
 
-from airflow_hi_stow.core.batching import DEFAULT_MAX_BATCH_BYTES, DEFAULT_MAX_BATCH_INSTANCES
 from airflow_hi_stow.core.results import StoreResult
-from airflow_hi_stow.stow.client import DEFAULT_TIMEOUT, Source, StowClient, new_session
-from airflow_hi_stow.stow.retry import RetryPolicy
+from airflow_hi_stow.engine.importer import ImportSettings, store_files
+from airflow_hi_stow.transport.client import StowClient
+from airflow_hi_stow.transport.retry import RetryPolicy
+from airflow_hi_stow.transport.session import (
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_READ_TIMEOUT,
+    HttpSettings,
+)
 
 
 class DicomWebStowHook(BaseHook):
@@ -22,7 +26,9 @@ class DicomWebStowHook(BaseHook):
 
     The base URL (the one ``/studies`` is appended to) is the host when it holds a full URL
     (``http://pacs:8042/dicom-web``), else built from host, port and the path in ``schema``. Auth: with the extra
-    ``auth_type: bearer`` the password is sent as a bearer token; otherwise login and password as basic auth.
+    ``auth_type: bearer`` the password is sent as a bearer token; otherwise login and password as basic auth. TLS:
+    the extra ``verify`` (false, or a CA bundle path); proxies: the extra ``proxies`` (``{"https": "http://..."}``),
+    else ``HTTPS_PROXY``/``NO_PROXY``.
     """
 
     conn_name_attr = "http_conn_id"
@@ -35,7 +41,7 @@ class DicomWebStowHook(BaseHook):
         http_conn_id: str = default_conn_name,
         *,
         retry_policy: RetryPolicy | None = None,
-        timeout: float | tuple[float, float] = DEFAULT_TIMEOUT,
+        timeout: float | tuple[float, float] = (DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT),
         single_part: bool = False,
         max_connections: int = 10,
         **kwargs: Any,
@@ -76,16 +82,29 @@ class DicomWebStowHook(BaseHook):
             raise ValueError(f"connection {self.http_conn_id!r}: auth_type must be basic or bearer")
         return (HTTPBasicAuth(conn.login, conn.password or "") if conn.login else None), {}
 
+    def http_settings(self) -> HttpSettings:
+        extra = self.get_connection(self.http_conn_id).extra_dejson
+        verify = extra.get("verify", True)
+        connect, read = self.timeout if isinstance(self.timeout, tuple) else (self.timeout, self.timeout)
+        return HttpSettings(
+            verify=verify
+            if isinstance(verify, str) and verify.lower() not in ("true", "false")
+            else verify not in (False, "false", "False"),
+            proxies=dict(extra.get("proxies") or {}),
+            connect_timeout=connect,
+            read_timeout=read,
+            max_connections=self.max_connections,
+        )
+
     def get_conn(self) -> StowClient:
-        """A STOW-RS client for the connection's server."""
+        """A STOW-RS client for the connection's server. Close it when done (or use it as a context manager)."""
         auth, headers = self._auth()
         return StowClient(
             self.base_url,
             auth=auth,
             headers=headers,
-            session=new_session(self.max_connections),
+            http=self.http_settings(),
             retry=self.retry_policy,
-            timeout=self.timeout,
             single_part=self.single_part,
         )
 
@@ -95,18 +114,15 @@ class DicomWebStowHook(BaseHook):
 
     def store_instances(
         self,
-        files: Iterable[Source],
+        files: Any,
         study_instance_uid: str | None = None,
         *,
-        max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES,
-        max_batch_instances: int = DEFAULT_MAX_BATCH_INSTANCES,
+        settings: ImportSettings | None = None,
         raise_on_error: bool = True,
     ) -> StoreResult:
-        """Store DICOM P10 files; with ``study_instance_uid``, on ``/studies/{uid}``."""
-        return self.stow_client.store(
-            files,
-            study_instance_uid,
-            max_batch_bytes=max_batch_bytes,
-            max_batch_instances=max_batch_instances,
-            raise_on_error=raise_on_error,
+        """Store DICOM P10 files through the import engine (see
+        :meth:`HealthImagingStowHook.store_instances <airflow_hi_stow.hooks.healthimaging.HealthImagingStowHook.store_instances>`);
+        with ``study_instance_uid``, on ``/studies/{uid}``."""
+        return store_files(
+            self.stow_client, files, study_instance_uid, settings=settings, raise_on_error=raise_on_error
         )

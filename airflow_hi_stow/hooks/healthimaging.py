@@ -1,20 +1,23 @@
-"""The AWS HealthImaging STOW-RS hook: credentials and region from an Airflow AWS connection."""
+"""The AWS HealthImaging STOW-RS hook: credentials, region, TLS and proxy settings from an Airflow AWS connection."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
+from dataclasses import replace
 from functools import cached_property
 from typing import Any
 
 from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 from botocore.config import Config
 
-from airflow_hi_stow.core import healthimaging, sigv4
-from airflow_hi_stow.core.batching import DEFAULT_MAX_BATCH_BYTES, DEFAULT_MAX_BATCH_INSTANCES
+from airflow_hi_stow.core import healthimaging, redaction, sigv4
 from airflow_hi_stow.core.results import StoreResult
-from airflow_hi_stow.stow.auth import SigV4StowAuth
-from airflow_hi_stow.stow.client import DEFAULT_TIMEOUT, Source, StowClient, new_session
-from airflow_hi_stow.stow.retry import RetryPolicy
+from airflow_hi_stow.engine.importer import ImportSettings, store_files
+from airflow_hi_stow.hooks.secrets import masked_credentials
+from airflow_hi_stow.transport.auth import SigV4StowAuth
+from airflow_hi_stow.transport.client import StowClient
+from airflow_hi_stow.transport.retry import RetryPolicy
+from airflow_hi_stow.transport.session import DEFAULT_MAX_CONNECTIONS, HttpSettings
 
 SERVICE = healthimaging.SERVICE
 
@@ -22,14 +25,18 @@ SERVICE = healthimaging.SERVICE
 class HealthImagingStowHook(AwsBaseHook):
     """Stores DICOM P10 files into an AWS HealthImaging data store with StoreDICOM / StoreDICOMStudy.
 
-    Credentials come from the AWS connection (keys, session token, profile, ``role_arn`` assumption...) and are
-    frozen anew for every request. Connection extras read here:
+    The AWS connection governs the STOW-RS requests as it governs boto3: credentials (keys, session token,
+    profile, ``role_arn`` assumption...), frozen anew for every request; ``verify`` (false, or a CA bundle path;
+    else ``AWS_CA_BUNDLE``); ``config_kwargs`` (``proxies``, ``proxies_config``, ``connect_timeout``,
+    ``read_timeout``, ``max_pool_connections``), and ``HTTPS_PROXY``/``NO_PROXY``. Connection extras read here:
 
     - ``region_name``: the data store's region (the ``region_name`` argument wins);
+    - ``datastore_id``: the data store, when the ``datastore_id`` argument is not given;
     - ``dicomweb_endpoint_url``: the DICOMweb base URL; else the connection's ``endpoint_url`` (which also
       redirects the boto3 ``medical-imaging`` client, as for the local emulator); else
       ``https://dicom-medical-imaging.{region}.amazonaws.com``;
-    - ``payload_signing``: ``streaming`` (default, HealthImaging's documented form), ``aws-chunked`` or ``sha256``.
+    - ``payload_signing``: ``streaming`` (default, HealthImaging's documented form: the signature covers the
+      headers only), ``aws-chunked`` (every chunk signed) or ``sha256`` (the whole body's hash signed).
 
     ``get_conn()`` returns the boto3 ``medical-imaging`` client for the read side (SearchImageSets, GetImageSet).
     """
@@ -43,20 +50,25 @@ class HealthImagingStowHook(AwsBaseHook):
         region_name: str | None = None,
         *,
         retry_policy: RetryPolicy | None = None,
-        timeout: float | tuple[float, float] = DEFAULT_TIMEOUT,
+        timeout: float | tuple[float, float] | None = None,
         **kwargs: Any,
     ) -> None:
         kwargs["client_type"] = SERVICE
         super().__init__(aws_conn_id=aws_conn_id, region_name=region_name, **kwargs)
-        self.datastore_id = datastore_id
+        self._datastore_id = datastore_id
         self.retry_policy = retry_policy
         self.timeout = timeout
+        redaction.install()
 
     def get_client_type(self, region_name: str | None = None, config: Config | None = None, deferrable: bool = False):  # type: ignore[no-untyped-def]
         """The boto3 client; with a custom endpoint botocore must not prefix its host with ``runtime-``."""
         if config is None and self.conn_config.get_service_endpoint_url(SERVICE):
             config = self.config.merge(Config(inject_host_prefix=False))
         return super().get_client_type(region_name=region_name, config=config, deferrable=deferrable)
+
+    @property
+    def datastore_id(self) -> str | None:
+        return self._datastore_id or self.conn_config.extra_dejson.get("datastore_id") or None
 
     @property
     def dicomweb_endpoint_url(self) -> str:
@@ -77,7 +89,7 @@ class HealthImagingStowHook(AwsBaseHook):
 
     def datastore_url(self) -> str:
         if not self.datastore_id:
-            raise ValueError("datastore_id is required to store instances")
+            raise ValueError("datastore_id is required to store instances (an argument, or the connection extra)")
         return f"{self.dicomweb_endpoint_url}/datastore/{self.datastore_id}"
 
     def _require_region(self) -> str:
@@ -88,27 +100,42 @@ class HealthImagingStowHook(AwsBaseHook):
         return self.region_name
 
     @cached_property
+    def _boto3_session(self) -> Any:
+        """One boto3 session for the hook's life (each ``get_session()`` would assume the role again)."""
+        return self.get_session()
+
+    @cached_property
     def _credentials(self) -> Callable[[], sigv4.Credentials]:
-        """The session's credentials, kept for the hook's life; frozen per request (refreshed before expiry)."""
-        credentials = self.get_session().get_credentials()
+        """The session's credentials, frozen per request (refreshed before expiry), registered with Airflow's
+        secrets masker as they appear."""
+        credentials = self._boto3_session.get_credentials()
         if credentials is None:
             raise ValueError(f"no AWS credentials found for connection {self.aws_conn_id!r}")
-        return credentials.get_frozen_credentials
+        return masked_credentials(credentials.get_frozen_credentials)
 
-    def get_stow_client(
-        self, *, max_connections: int = 10, on_retry: Callable[[int | None], None] | None = None
-    ) -> StowClient:
-        """A STOW-RS client for this data store, signing with this connection's credentials."""
+    def http_settings(self, max_connections: int = DEFAULT_MAX_CONNECTIONS) -> HttpSettings:
+        """The connection's TLS, proxy, timeout and pool settings, as boto3 applies them."""
+        botocore_session = getattr(self._boto3_session, "_session", None)
+        ca_bundle = botocore_session.get_config_variable("ca_bundle") if botocore_session is not None else None
+        settings = HttpSettings.from_botocore(
+            self.config, self.verify, ca_bundle=ca_bundle, max_connections=max_connections
+        )
+        if self.timeout is None:
+            return settings
+        connect, read = self.timeout if isinstance(self.timeout, tuple) else (self.timeout, self.timeout)
+        return replace(settings, connect_timeout=connect, read_timeout=read)
+
+    def get_stow_client(self, *, max_connections: int = DEFAULT_MAX_CONNECTIONS) -> StowClient:
+        """A STOW-RS client for this data store, signing with this connection's credentials. Close it when done
+        (or use it as a context manager)."""
         auth = SigV4StowAuth(self._credentials, self._require_region(), self.payload_signing)
         return StowClient(
             self.datastore_url(),
             auth=auth,
-            session=new_session(max_connections),
+            http=self.http_settings(max_connections),
             retry=self.retry_policy,
-            timeout=self.timeout,
             single_part=True,
             max_request_bytes=healthimaging.MAX_REQUEST_BYTES,
-            on_retry=on_retry,
         )
 
     @cached_property
@@ -117,21 +144,26 @@ class HealthImagingStowHook(AwsBaseHook):
 
     def store_instances(
         self,
-        files: Iterable[Source],
+        files: Any,
         study_instance_uid: str | None = None,
         *,
-        max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES,
-        max_batch_instances: int = DEFAULT_MAX_BATCH_INSTANCES,
+        settings: ImportSettings | None = None,
         raise_on_error: bool = True,
     ) -> StoreResult:
-        """Store DICOM P10 files (paths or sources); with ``study_instance_uid``, through StoreDICOMStudy.
-
-        See :meth:`StowClient.store <airflow_hi_stow.stow.client.StowClient.store>`.
-        """
-        return self.stow_client.store(
+        """Store DICOM P10 files (paths, directories, globs, ``s3://`` URIs...) through the import engine, as the
+        operator does (parallel connections, adaptive throttling), but without a manifest or resume; with
+        ``study_instance_uid``, through StoreDICOMStudy. With ``raise_on_error``, the first request that fails as a
+        whole stops the import and its error is raised."""
+        return store_files(
+            self.stow_client,
             files,
             study_instance_uid,
-            max_batch_bytes=max_batch_bytes,
-            max_batch_instances=max_batch_instances,
+            settings=settings,
+            s3_client=self._s3_client,
             raise_on_error=raise_on_error,
         )
+
+    def _s3_client(self) -> Any:
+        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+        return S3Hook(aws_conn_id=self.aws_conn_id).get_conn()

@@ -4,32 +4,31 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseOperatorLink
-
-from airflow_hi_stow.core.healthimaging import datastore_console_url
+import botocore.session
+from airflow.providers.amazon.aws.links.base_aws import BASE_AWS_CONSOLE_LINK, BaseAwsLink
 
 if TYPE_CHECKING:
-    from airflow.sdk.types import TaskInstanceKey
+    from airflow.providers.common.compat.sdk import Context
 
 
-class HealthImagingDatastoreLink(BaseOperatorLink):
-    """The data store of the operator's (rendered) ``datastore_id``, in the region of ``region_name`` or else of
-    its AWS connection. Built on the worker when the task ends; empty when either is unknown."""
+class HealthImagingDatastoreLink(BaseAwsLink):
+    """The data store's page in the console of the region's partition (aws, aws-cn, aws-us-gov), as the amazon
+    provider's links are built: stored when the task runs, read back by the UI."""
 
     name = "HealthImaging data store"
+    key = "healthimaging_datastore"
+    format_str = BASE_AWS_CONSOLE_LINK + "/medical-imaging/home?region={region_name}#/data-stores/{datastore_id}"
 
-    def get_link(self, operator: Any, *, ti_key: TaskInstanceKey) -> str:
-        datastore_id = getattr(operator, "datastore_id", None)
-        if not datastore_id or not isinstance(datastore_id, str):
-            return ""
-        region = getattr(operator, "region_name", None) or _connection_region(getattr(operator, "aws_conn_id", None))
-        return datastore_console_url(region, datastore_id) if region else ""
-
-
-def _connection_region(aws_conn_id: str | None) -> str | None:
-    from airflow_hi_stow.hooks.healthimaging import HealthImagingStowHook
-
-    try:
-        return HealthImagingStowHook(aws_conn_id).region_name
-    except Exception:  # a link must never fail the task: no connection, no region
-        return None
+    @classmethod
+    def persist_for(cls, context: Context, operator: Any, region_name: str | None, datastore_id: str | None) -> None:
+        """Store the link of ``datastore_id`` in ``region_name``; nothing when either is unknown."""
+        if not region_name or not datastore_id:
+            return
+        partition = botocore.session.get_session().get_partition_for_region(region_name)
+        cls.persist(
+            context=context,
+            operator=operator,
+            region_name=region_name,
+            aws_partition=partition,
+            datastore_id=datastore_id,
+        )

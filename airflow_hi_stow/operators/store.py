@@ -3,56 +3,44 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable, Iterable, Sequence
-from functools import cache
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from airflow.sdk import BaseOperator
-from airflow.sdk.configuration import conf
-from airflow.sdk.exceptions import AirflowException
+from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
+from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
+from airflow.providers.common.compat.sdk import AirflowException
 
 from airflow_hi_stow.core.batching import DEFAULT_MAX_BATCH_BYTES, DEFAULT_MAX_BATCH_INSTANCES
 from airflow_hi_stow.core.results import Outcome
 from airflow_hi_stow.core.summary import FailurePolicy
+from airflow_hi_stow.engine.importer import ImportSettings, run_import
 from airflow_hi_stow.hooks.healthimaging import HealthImagingStowHook
 from airflow_hi_stow.links.healthimaging import HealthImagingDatastoreLink
-from airflow_hi_stow.stow.image_sets import find_image_sets
-from airflow_hi_stow.stow.importer import ImportSettings, run_import
-from airflow_hi_stow.stow.locations import open_location
-from airflow_hi_stow.stow.s3 import S3Client
+from airflow_hi_stow.operators.records import default_manifest_location, s3_client_factory, task_instance_parts
+from airflow_hi_stow.readback.image_sets import find_image_sets
+from airflow_hi_stow.sources.s3 import S3Client
+from airflow_hi_stow.storage.locations import open_location
 
 if TYPE_CHECKING:
-    from airflow.sdk import Context
+    from airflow.providers.common.compat.sdk import Context
 
 DEFAULT_FAIL_ON = (Outcome.FAILED.value, Outcome.UNCONFIRMED.value)
 
 
-def default_manifest_location() -> str:
-    """``[hi_stow] manifest_location`` from Airflow's configuration, else ``$AIRFLOW_HOME/hi_stow/manifests``."""
-    configured = conf.get("hi_stow", "manifest_location", fallback=None)
-    if configured:
-        return str(configured)
-    return os.path.join(os.environ.get("AIRFLOW_HOME", os.path.expanduser("~/airflow")), "hi_stow", "manifests")
-
-
-def task_instance_parts(context: Context) -> list[str]:
-    """``dag_id=.../run_id=.../task_id=.../map_index=...``: the same for every try of a task instance."""
-    ti = context["ti"]
-    return [f"dag_id={ti.dag_id}", f"run_id={ti.run_id}", f"task_id={ti.task_id}", f"map_index={ti.map_index}"]
-
-
-class StoreDicomOperator(BaseOperator):
+class StoreDicomOperator(AwsBaseOperator[HealthImagingStowHook]):
     """Store DICOM P10 files into an AWS HealthImaging data store with StoreDICOM / StoreDICOMStudy.
 
-    :param datastore_id: the data store (templated).
+    :param datastore_id: the data store (templated; default: the connection's ``datastore_id`` extra).
     :param source: a file, a directory (recursive), a glob, an ``s3://bucket/prefix`` (or key, or glob), or a list
         of these, e.g. an upstream task's XCom (templated).
-    :param aws_conn_id: the AWS connection for HealthImaging.
+    :param aws_conn_id: the AWS connection for HealthImaging (templated). Its ``verify`` and ``config_kwargs``
+        (proxies, timeouts) govern the STOW-RS requests as they govern boto3.
     :param study_instance_uid: store everything with StoreDICOMStudy for this study; files of other studies are
         rejected (templated).
     :param per_study: without ``study_instance_uid``, send each study with StoreDICOMStudy for that study.
     :param region_name: the data store's region (default: the connection's; templated).
+    :param verify: TLS verification: False, or a CA bundle path (default: the connection's; templated).
+    :param botocore_config: botocore ``Config`` options, e.g. proxies and timeouts (templated).
     :param s3_conn_id: the AWS connection for S3 sources and an S3 manifest location (default: ``aws_conn_id``).
     :param manifest_location: a local directory or ``s3://bucket/prefix`` under which each task instance keeps its
         manifest and resume ledger in ``dag_id=../run_id=../task_id=../map_index=../`` (default:
@@ -71,12 +59,9 @@ class StoreDicomOperator(BaseOperator):
     :param progress_interval: seconds between progress lines in the task log.
     """
 
-    template_fields: Sequence[str] = (
-        "source",
-        "datastore_id",
-        "study_instance_uid",
-        "region_name",
-        "manifest_location",
+    aws_hook_class = HealthImagingStowHook
+    template_fields: Sequence[str] = aws_template_fields(
+        "source", "datastore_id", "study_instance_uid", "manifest_location", "botocore_config"
     )
     template_fields_renderers: ClassVar[dict[str, str]] = {"source": "py"}
     ui_color = "#d5e8f7"
@@ -85,12 +70,10 @@ class StoreDicomOperator(BaseOperator):
     def __init__(
         self,
         *,
-        datastore_id: str,
         source: Any,
-        aws_conn_id: str | None = HealthImagingStowHook.default_conn_name,
+        datastore_id: str | None = None,
         study_instance_uid: str | None = None,
         per_study: bool = False,
-        region_name: str | None = None,
         s3_conn_id: str | None = None,
         manifest_location: str | None = None,
         max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES,
@@ -107,10 +90,8 @@ class StoreDicomOperator(BaseOperator):
         super().__init__(**kwargs)
         self.datastore_id = datastore_id
         self.source = source
-        self.aws_conn_id = aws_conn_id
         self.study_instance_uid = study_instance_uid
         self.per_study = per_study
-        self.region_name = region_name
         self.s3_conn_id = s3_conn_id
         self.manifest_location = manifest_location
         self.max_batch_bytes = max_batch_bytes
@@ -122,6 +103,10 @@ class StoreDicomOperator(BaseOperator):
         self.resume = resume
         self.image_set_studies = image_set_studies
         self.progress_interval = progress_interval
+
+    @property
+    def _hook_parameters(self) -> dict[str, Any]:
+        return {**super()._hook_parameters, "datastore_id": self.datastore_id}
 
     def execute(self, context: Context) -> dict[str, Any]:
         policy = FailurePolicy.of(self.max_failures, self.fail_on)
@@ -135,38 +120,32 @@ class StoreDicomOperator(BaseOperator):
             resume=self.resume,
             progress_interval=self.progress_interval,
         )
-        hook = HealthImagingStowHook(self.aws_conn_id, self.datastore_id, self.region_name)
+        datastore_id = self.hook.datastore_id
+        if not datastore_id:
+            raise ValueError("no data store: pass datastore_id, or set the AWS connection's datastore_id extra")
+        HealthImagingDatastoreLink.persist_for(context, self, self.hook.region_name, datastore_id)
         s3_client = self._s3_client()
         location = open_location(
             self.manifest_location or default_manifest_location(), task_instance_parts(context), s3_client
         )
-        summary = run_import(
-            self.source,
-            stow_client=lambda on_retry: hook.get_stow_client(max_connections=self.max_connections, on_retry=on_retry),
-            location=location,
-            settings=settings,
-            s3_client=s3_client,
-            image_sets=self._image_sets(hook) if self.image_set_studies > 0 else None,
-            log=self.log,
-        )
-        summary = {"datastore_id": self.datastore_id, **summary}
+        with self.hook.get_stow_client(max_connections=self.max_connections) as client:
+            summary = run_import(
+                self.source,
+                client=client,
+                location=location,
+                settings=settings,
+                s3_client=s3_client,
+                image_sets=self._image_sets(datastore_id) if self.image_set_studies > 0 else None,
+                log=self.log,
+            )
+        summary = {"datastore_id": datastore_id, **summary}
         violation = policy.violation(summary["counts"])
         if violation:
             raise AirflowException(f"{violation}; summary: {json.dumps(summary)}")
         return summary
 
-    def _image_sets(self, hook: HealthImagingStowHook) -> Callable[[set[str]], dict[str, Any]]:
-        return lambda studies: find_image_sets(
-            hook.get_conn(), self.datastore_id, studies, limit=self.image_set_studies
-        )
+    def _image_sets(self, datastore_id: str) -> Callable[[set[str]], dict[str, Any]]:
+        return lambda studies: find_image_sets(self.hook.conn, datastore_id, studies, limit=self.image_set_studies)
 
     def _s3_client(self) -> Callable[[], S3Client]:
-        conn_id = self.s3_conn_id or self.aws_conn_id
-
-        @cache
-        def client() -> S3Client:
-            from airflow.providers.amazon.aws.hooks.s3 import S3Hook
-
-            return S3Hook(aws_conn_id=conn_id).get_conn()
-
-        return client
+        return s3_client_factory(self.s3_conn_id or self.aws_conn_id)

@@ -15,9 +15,9 @@ from botocore.credentials import ReadOnlyCredentials
 from airflow_hi_stow.core import sigv4
 from airflow_hi_stow.core.sigv4 import PayloadSigning
 from airflow_hi_stow.samples import SampleInstance, SampleSet, generate_dataset
-from airflow_hi_stow.stow.auth import SigV4StowAuth
-from airflow_hi_stow.stow.client import StowClient
 from airflow_hi_stow.testing import RunningEmulator
+from airflow_hi_stow.transport.auth import SigV4StowAuth
+from airflow_hi_stow.transport.client import StowClient
 
 
 @pytest.fixture(scope="module")

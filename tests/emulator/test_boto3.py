@@ -13,10 +13,11 @@ from botocore.exceptions import ClientError
 from pydicom import dcmread
 from pydicom.data import get_testdata_file
 
+from airflow_hi_stow.engine.importer import store_files
 from airflow_hi_stow.hooks.healthimaging import HealthImagingStowHook
 from airflow_hi_stow.samples import SampleSet
-from airflow_hi_stow.stow.errors import StowNotFound
 from airflow_hi_stow.testing import RunningEmulator
+from airflow_hi_stow.transport.errors import StowNotFound
 from tests.emulator.conftest import stow_client
 
 
@@ -62,7 +63,9 @@ def test_boto3_creates_a_data_store_and_finds_the_image_sets_stored_into_it(
     ]
     assert listed == [emulator.datastore_id, datastore_id, other]
 
-    assert stow_client(emulator, datastore_id=datastore_id).store([item.path for item in sample.instances]).all_stored
+    assert store_files(
+        stow_client(emulator, datastore_id=datastore_id), [item.path for item in sample.instances]
+    ).all_stored
     assert search(client, emulator.datastore_id) == []
 
     summaries = search(client, datastore_id, equal("DICOMStudyInstanceUID", sample.study_uids[0]))
@@ -91,8 +94,8 @@ def test_a_conflicting_second_upload_goes_to_non_primary_image_sets(
 ) -> None:
     emulator = healthimaging_emulator
     client = emulator.boto3_client()
-    stow_client(emulator).store([item.path for item in sample.instances])
-    assert stow_client(emulator, "sha256").store([item.path for item in sample.redelivered]).all_stored
+    store_files(stow_client(emulator), [item.path for item in sample.instances])
+    assert store_files(stow_client(emulator, "sha256"), [item.path for item in sample.redelivered]).all_stored
 
     non_primary = search(client, emulator.datastore_id, equal("isPrimary", False))
     primary = search(client, emulator.datastore_id, equal("isPrimary", True))
@@ -119,8 +122,8 @@ def test_storing_an_instance_again_overwrites_it_and_makes_a_new_version(
     emulator = healthimaging_emulator
     client = emulator.boto3_client()
     first = sample.instances[0]
-    stow_client(emulator).store([first.path])
-    stow_client(emulator).store([first.path])
+    store_files(stow_client(emulator), [first.path])
+    store_files(stow_client(emulator), [first.path])
     (summary,) = search(client, emulator.datastore_id, equal("DICOMSeriesInstanceUID", first.series_instance_uid))
     image_set_id = summary["imageSetId"]
     assert summary["version"] == 2
@@ -143,7 +146,7 @@ def test_metadata_keeps_private_attributes(healthimaging_emulator: RunningEmulat
         if element.tag.is_private and element.VR not in ("OB", "OW", "UN")
     }
     assert len(private) > 100  # all but three binary values, which are left out of metadata documents
-    assert stow_client(healthimaging_emulator).store([ct_small]).all_stored
+    assert store_files(stow_client(healthimaging_emulator), [ct_small]).all_stored
     client = healthimaging_emulator.boto3_client()
     (summary,) = search(client, healthimaging_emulator.datastore_id)
     document = metadata(client, healthimaging_emulator.datastore_id, summary["imageSetId"])
@@ -155,7 +158,7 @@ def test_search_filters_sorting_and_dates(healthimaging_emulator: RunningEmulato
     emulator = healthimaging_emulator
     client = emulator.boto3_client()
     before = time.time() - 1
-    stow_client(emulator).store([item.path for item in sample.instances])
+    store_files(stow_client(emulator), [item.path for item in sample.instances])
     found = search(
         client,
         emulator.datastore_id,
@@ -187,7 +190,7 @@ def test_a_data_store_is_deleted_once_its_image_sets_are(
 ) -> None:
     emulator = healthimaging_emulator
     client = emulator.boto3_client()
-    stow_client(emulator).store([sample.instances[0].path])
+    store_files(stow_client(emulator), [sample.instances[0].path])
     with pytest.raises(ClientError) as raised:
         client.delete_datastore(datastoreId=emulator.datastore_id)
     assert raised.value.response["Error"]["Code"] == "ConflictException"
@@ -200,7 +203,7 @@ def test_a_data_store_is_deleted_once_its_image_sets_are(
     )
     assert client.list_datastores(datastoreStatus="ACTIVE")["datastoreSummaries"] == []
     with pytest.raises(StowNotFound):
-        stow_client(emulator).store([sample.instances[0].path])
+        store_files(stow_client(emulator), [sample.instances[0].path])
 
 
 def test_control_plane_requests_are_verified_too(healthimaging_emulator: RunningEmulator) -> None:

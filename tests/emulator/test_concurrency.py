@@ -7,6 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from airflow_hi_stow.core.results import StoreResult
+from airflow_hi_stow.engine.importer import store_files
 from airflow_hi_stow.samples import SampleSet, generate_dataset
 from airflow_hi_stow.testing import RunningEmulator
 from tests.emulator.conftest import signed_get, stored_sop_uids, stow_client
@@ -36,7 +37,7 @@ def test_eight_threads_storing_500_instances_index_each_once_even_after_a_crash(
     paths = [item.path for item in five_hundred.instances]
     again = paths[::10]  # 50 instances sent a second time, by other threads, while the first copies arrive
     with ThreadPoolExecutor(THREADS) as pool:
-        results: list[StoreResult] = list(pool.map(lambda path: client.store([path]), paths + again))
+        results: list[StoreResult] = list(pool.map(lambda path: store_files(client, [path]), paths + again))
     assert all(result.all_stored for result in results)
     assert {request.status_code for result in results for request in result.requests} == {200}
     stats = emulator.stats()

@@ -6,10 +6,12 @@ from __future__ import annotations
 import pytest
 from botocore.exceptions import ClientError
 
+from airflow_hi_stow.engine.importer import store_files
 from airflow_hi_stow.samples import SampleSet
-from airflow_hi_stow.stow.errors import StowRetriesExhausted
-from airflow_hi_stow.stow.retry import RetryPolicy
 from airflow_hi_stow.testing import RunningEmulator
+from airflow_hi_stow.transport.errors import StowRetriesExhausted
+from airflow_hi_stow.transport.retry import RetryPolicy
+from airflow_hi_stow.transport.session import HttpSettings
 from tests.emulator.conftest import Signed, instance_count, stow_client
 
 QUICK_RETRIES = RetryPolicy(max_attempts=4, base_delay=0.01, max_delay=0.05)
@@ -35,7 +37,7 @@ def test_the_client_retries_through_a_share_of_429_and_503(
     emulator = healthimaging_emulator
     emulator.set_faults(error_rate=0.5, retry_after=0)
     client = stow_client(emulator, retry=QUICK_RETRIES)
-    results = [client.store([item.path]) for item in sample.instances]
+    results = [store_files(client, [item.path]) for item in sample.instances]
     # requests 2, 4, 6, ... are refused: the first instance goes through, each other one at its second attempt
     assert all(result.all_stored for result in results)
     assert [request.throttled for result in results for request in result.requests] == [0, 1, 1, 1, 1, 1]
@@ -47,7 +49,7 @@ def test_the_client_retries_through_a_share_of_429_and_503(
 
 def test_the_next_requests_can_be_made_to_fail(healthimaging_emulator: RunningEmulator, sample: SampleSet) -> None:
     healthimaging_emulator.set_faults(error_rate=1.0, error_statuses=[429], retry_after=0, max_faults=2)
-    result = stow_client(healthimaging_emulator, retry=QUICK_RETRIES).store([sample.instances[0].path])
+    result = store_files(stow_client(healthimaging_emulator, retry=QUICK_RETRIES), [sample.instances[0].path])
     assert result.all_stored
     assert (result.requests[0].attempts, result.requests[0].throttled) == (3, 2)
 
@@ -58,7 +60,7 @@ def test_dropped_connections_are_retried_and_store_nothing_twice(
     emulator = healthimaging_emulator
     emulator.set_faults(drop_rate=0.5)
     client = stow_client(emulator, retry=QUICK_RETRIES, single_part=True)
-    results = [client.store([item.path]) for item in sample.instances]
+    results = [store_files(client, [item.path]) for item in sample.instances]
     assert all(result.all_stored for result in results)
     assert [request.attempts for result in results for request in result.requests] == [1, 2, 2, 2, 2, 2]
     stats = emulator.stats()
@@ -70,9 +72,13 @@ def test_dropped_connections_are_retried_and_store_nothing_twice(
 def test_slow_answers_make_a_client_time_out(healthimaging_emulator: RunningEmulator, sample: SampleSet) -> None:
     emulator = healthimaging_emulator
     emulator.set_faults(slow_rate=1.0, slow_seconds=2)
-    client = stow_client(emulator, retry=RetryPolicy(max_attempts=2, base_delay=0.01), timeout=(5.0, 0.2))
+    client = stow_client(
+        emulator,
+        retry=RetryPolicy(max_attempts=2, base_delay=0.01),
+        http=HttpSettings(connect_timeout=5.0, read_timeout=0.2),
+    )
     with pytest.raises(StowRetriesExhausted) as raised:
-        client.store([sample.instances[0].path])
+        store_files(client, [sample.instances[0].path])
     assert "ReadTimeout" in str(raised.value)
     assert emulator.stats()["faults"] == {"slow": 2}
 

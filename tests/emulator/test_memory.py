@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from airflow_hi_stow.engine.importer import store_files
 from airflow_hi_stow.samples import large_instance
 from airflow_hi_stow.testing import RunningEmulator
 from tests.emulator.conftest import retrieve, stow_client
@@ -30,9 +31,9 @@ def test_a_300_mb_upload_keeps_the_emulators_memory_flat(
 ) -> None:
     emulator = healthimaging_emulator
     instance = large_instance(tmp_path / "large.dcm", PIXEL_BYTES)
-    stow_client(emulator, mode).store([instance.path])  # warm-up: imports, thread pool, first request
+    store_files(stow_client(emulator, mode), [instance.path])  # warm-up: imports, thread pool, first request
     baseline = memory_kb(emulator, "VmRSS")
-    result = stow_client(emulator, mode).store([instance.path])
+    result = store_files(stow_client(emulator, mode), [instance.path])
     assert result.all_stored
     growth = memory_kb(emulator, "VmHWM") - baseline
     assert growth < ALLOWED_GROWTH, (

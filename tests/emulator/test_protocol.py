@@ -21,9 +21,10 @@ from airflow_hi_stow.core import sigv4
 from airflow_hi_stow.core.multipart import closing_delimiter, part_opening
 from airflow_hi_stow.core.sigv4 import PayloadSigning
 from airflow_hi_stow.core.store_response import parse_store_response
+from airflow_hi_stow.engine.importer import store_files
 from airflow_hi_stow.samples import SampleSet
-from airflow_hi_stow.stow.errors import StowNotFound
 from airflow_hi_stow.testing import RunningEmulator
+from airflow_hi_stow.transport.errors import StowNotFound
 from tests.emulator.conftest import Signed, credentials, instance_count, signed_get, stow_client
 
 BOUNDARY = "emulator-test-boundary"
@@ -184,7 +185,7 @@ def test_a_malformed_multipart_body_is_400(healthimaging_emulator: RunningEmulat
 
 def test_an_unknown_data_store_is_404(healthimaging_emulator: RunningEmulator, sample: SampleSet) -> None:
     with pytest.raises(StowNotFound) as raised:
-        stow_client(healthimaging_emulator, datastore_id="0" * 32).store([sample.instances[0].path])
+        store_files(stow_client(healthimaging_emulator, datastore_id="0" * 32), [sample.instances[0].path])
     assert "ResourceNotFoundException" in str(raised.value)
 
 
@@ -256,8 +257,8 @@ def test_curl_waiting_for_100_continue_gets_the_413_without_sending_the_body(
 
 def test_qido_and_wado_over_the_primary_image_sets(healthimaging_emulator: RunningEmulator, sample: SampleSet) -> None:
     emulator = healthimaging_emulator
-    stow_client(emulator).store([item.path for item in sample.instances])
-    stored = stow_client(emulator).store([item.path for item in sample.redelivered])
+    store_files(stow_client(emulator), [item.path for item in sample.instances])
+    stored = store_files(stow_client(emulator), [item.path for item in sample.redelivered])
     base = emulator.dicomweb_url
 
     studies = signed_get(emulator, f"{base}/studies").json()
@@ -298,7 +299,7 @@ def test_qido_and_wado_over_the_primary_image_sets(healthimaging_emulator: Runni
 def test_wado_answers_multipart_when_asked(healthimaging_emulator: RunningEmulator, sample: SampleSet) -> None:
     emulator = healthimaging_emulator
     instance = sample.instances[0]
-    stow_client(emulator).store([instance.path])
+    store_files(stow_client(emulator), [instance.path])
     url = (
         f"{emulator.dicomweb_url}/studies/{instance.study_instance_uid}/series/{instance.series_instance_uid}"
         f"/instances/{instance.sop_instance_uid}"

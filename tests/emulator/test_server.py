@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from airflow_hi_stow.engine.importer import store_files
 from airflow_hi_stow.samples import SampleSet
 from airflow_hi_stow.testing import READY, RunningEmulator
 from tests.emulator.conftest import instance_count, stow_client
@@ -52,7 +53,7 @@ def test_the_default_data_store_and_the_data_survive_a_restart(
 ) -> None:
     emulator = healthimaging_emulator
     first_id = emulator.datastore_id
-    stow_client(emulator).store([item.path for item in sample.instances])
+    store_files(stow_client(emulator), [item.path for item in sample.instances])
     emulator.datastore_id = ""  # start without --datastore-id: the stored default is used
     assert emulator.stop() == 0
     emulator.start()

@@ -42,13 +42,14 @@ def one_small_study(root: Path) -> SampleSet:
 
 
 def sample_dag():  # type: ignore[no-untyped-def]
-    from airflow.dag_processing.dagbag import DagBag
+    from tests.support.airflow_compat import DagBag
 
     bag = DagBag(dag_folder=str(ROOT / "dags"))
     assert bag.import_errors == {}
     return bag.get_dag(DAG_ID)
 
 
+@pytest.mark.compat
 def test_the_dag_file_imports_cleanly() -> None:
     dag = sample_dag()
     assert dag is not None
@@ -58,6 +59,7 @@ def test_the_dag_file_imports_cleanly() -> None:
     assert set(dag.params.keys()) == {"source", "resend_source", "report_path"}
 
 
+@pytest.mark.compat
 def test_a_run_stores_the_set_and_reports_the_non_primary_study(emulator: RunningEmulator, tmp_path: Path) -> None:
     sample = generate_dataset(tmp_path / "dicom", patients=2, studies_per_patient=(1, 1), series_per_study=(2, 2),
                               instances_per_series=(3, 4))  # fmt: skip
@@ -116,6 +118,7 @@ def test_a_failed_store_fails_the_run_although_the_report_runs(
     assert states["report"] in ("success", "failed")  # it runs either way (the read-back is refused too)
 
 
+@pytest.mark.compat
 def test_the_demo_runs_end_to_end(tmp_path: Path) -> None:
     """``make demo`` in small: the emulator, a generated set, ``airflow dags test`` and the printed summary."""
     done = subprocess.run(

@@ -3,24 +3,33 @@ paths, and a scripted loopback server for refusals and throttling."""
 
 from __future__ import annotations
 
+import email.parser
+import email.policy
+import io
 import json
 import logging
-from collections.abc import Callable
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+from pydicom import dcmread
 
+from airflow_hi_stow import cli
 from airflow_hi_stow.core.results import InstanceResult, Outcome
+from airflow_hi_stow.core.store_response import ReferencedInstance, build_store_response
+from airflow_hi_stow.engine.importer import ImportSettings, run_import
+from airflow_hi_stow.engine.ledger import read_manifest
+from airflow_hi_stow.hooks.dicomweb import DicomWebStowHook
 from airflow_hi_stow.samples import SampleSet, generate_dataset
-from airflow_hi_stow.stow.client import StowClient, new_session
-from airflow_hi_stow.stow.importer import ImportSettings, run_import
-from airflow_hi_stow.stow.ledger import read_manifest
-from airflow_hi_stow.stow.locations import LocalLocation, open_location
-from airflow_hi_stow.stow.retry import RetryPolicy
+from airflow_hi_stow.storage.locations import LocalLocation, open_location
+from airflow_hi_stow.transport.client import StowClient
+from airflow_hi_stow.transport.retry import RetryPolicy
+from airflow_hi_stow.transport.session import HttpSettings
 from tests.support.orthanc import Orthanc
 from tests.support.s3 import MotoS3
-from tests.support.scripted_server import Reply, scripted_server
+from tests.support.scripted_server import Recorded, Reply, replying_server, scripted_server
 
 FAST_RETRY = RetryPolicy(max_attempts=3, base_delay=0.01, max_delay=0.02)
 
@@ -37,8 +46,8 @@ def sample(tmp_path: Path) -> SampleSet:
     )
 
 
-def client_for(url: str, retry: RetryPolicy = FAST_RETRY) -> Callable[[Callable[[int | None], None]], StowClient]:
-    return lambda on_retry: StowClient(url, session=new_session(4), retry=retry, on_retry=on_retry)
+def client_for(url: str, retry: RetryPolicy = FAST_RETRY) -> StowClient:
+    return StowClient(url, http=HttpSettings(max_connections=4), retry=retry)
 
 
 def manifest_of(summary: dict[str, Any]) -> dict[str, InstanceResult]:
@@ -55,7 +64,7 @@ def test_a_directory_of_studies_is_stored_with_summary_manifest_and_ledger(
     settings = ImportSettings(max_batch_instances=5, max_connections=3)
     with caplog.at_level(logging.INFO):
         summary = run_import(
-            str(sample.root), stow_client=client_for(orthanc.dicomweb_url), location=location, settings=settings
+            str(sample.root), client=client_for(orthanc.dicomweb_url), location=location, settings=settings
         )
     files = len(sample.instances)
     assert summary["counts"] == {
@@ -94,14 +103,14 @@ def test_a_directory_of_studies_is_stored_with_summary_manifest_and_ledger(
 def test_a_second_try_sends_only_what_is_not_confirmed(orthanc: Orthanc, sample: SampleSet, tmp_path: Path) -> None:
     location = LocalLocation(tmp_path / "run")
     first_half = [str(i.path) for i in sample.instances[: len(sample.instances) // 2]]
-    first = run_import(first_half, stow_client=client_for(orthanc.dicomweb_url), location=location)
+    first = run_import(first_half, client=client_for(orthanc.dicomweb_url), location=location)
     assert first["counts"]["stored"] == len(first_half)
     changed = sample.instances[0].path  # rewritten in place: same size and SOP Instance UID, other content
     data = bytearray(changed.read_bytes())
     data[-1] ^= 0xFF
     changed.write_bytes(bytes(data))
 
-    second = run_import(str(sample.root), stow_client=client_for(orthanc.dicomweb_url), location=location)
+    second = run_import(str(sample.root), client=client_for(orthanc.dicomweb_url), location=location)
     assert second["counts"]["stored"] == len(sample.instances)
     assert second["resumed"] == len(first_half) - 1
     manifest = manifest_of(second)
@@ -113,7 +122,7 @@ def test_a_second_try_sends_only_what_is_not_confirmed(orthanc: Orthanc, sample:
     assert second["bytes_sent"] < sample.total_bytes * 0.8  # the resumed half was not sent again
 
     third = run_import(
-        str(sample.root), stow_client=client_for(orthanc.dicomweb_url), location=location,
+        str(sample.root), client=client_for(orthanc.dicomweb_url), location=location,
         settings=ImportSettings(resume=False),
     )  # fmt: skip
     assert third["resumed"] == 0
@@ -130,7 +139,7 @@ def test_mixed_bad_input_is_reported_and_the_rest_stored(orthanc: Orthanc, sampl
     empty.write_bytes(b"")
     summary = run_import(
         [str(sample.root), str(tmp_path / "absent.dcm")],
-        stow_client=client_for(orthanc.dicomweb_url),
+        client=client_for(orthanc.dicomweb_url),
         location=LocalLocation(tmp_path / "run"),
         settings=ImportSettings(study_instance_uid=study),
     )
@@ -151,7 +160,7 @@ def test_mixed_bad_input_is_reported_and_the_rest_stored(orthanc: Orthanc, sampl
 def test_per_study_sends_store_dicom_study_requests(orthanc: Orthanc, sample: SampleSet, tmp_path: Path) -> None:
     summary = run_import(
         str(sample.root),
-        stow_client=client_for(orthanc.dicomweb_url),
+        client=client_for(orthanc.dicomweb_url),
         location=LocalLocation(tmp_path / "run"),
         settings=ImportSettings(per_study=True),
     )
@@ -166,7 +175,7 @@ def test_an_s3_source_and_an_s3_manifest(orthanc: Orthanc, sample: SampleSet, mo
     location = open_location(base, ["dag_id=d", "run_id=r", "task_id=t", "map_index=-1"], moto_s3.client)
     summary = run_import(
         f"s3://{moto_s3.bucket}/incoming/",
-        stow_client=client_for(orthanc.dicomweb_url),
+        client=client_for(orthanc.dicomweb_url),
         location=location,
         s3_client=moto_s3.client,
     )
@@ -179,7 +188,7 @@ def test_an_s3_source_and_an_s3_manifest(orthanc: Orthanc, sample: SampleSet, mo
     assert all(entry["fingerprint"].startswith("etag:") for entry in ledger)
     again = run_import(
         f"s3://{moto_s3.bucket}/incoming/",
-        stow_client=client_for(orthanc.dicomweb_url),
+        client=client_for(orthanc.dicomweb_url),
         location=open_location(base, ["dag_id=d", "run_id=r", "task_id=t", "map_index=-1"], moto_s3.client),
         s3_client=moto_s3.client,
     )
@@ -190,7 +199,7 @@ def test_a_refused_data_store_stops_sending_and_reports_every_file(sample: Sampl
     with scripted_server(lambda _: Reply(403, {"message": "no access"})) as server:
         summary = run_import(
             str(sample.root),
-            stow_client=client_for(server.url),
+            client=client_for(server.url),
             location=LocalLocation(tmp_path / "run"),
             settings=ImportSettings(max_batch_instances=2, max_connections=1),
         )
@@ -211,11 +220,99 @@ def test_throttling_slows_the_sender_down(sample: SampleSet, tmp_path: Path) -> 
     with scripted_server(script) as server:
         summary = run_import(
             [str(i.path) for i in files],
-            stow_client=client_for(server.url, RetryPolicy(max_attempts=4, base_delay=0.01, max_delay=0.05)),
+            client=client_for(server.url, RetryPolicy(max_attempts=4, base_delay=0.01, max_delay=0.05)),
             location=LocalLocation(tmp_path / "run"),
             settings=ImportSettings(max_batch_instances=1, max_connections=4),
         )
     assert summary["files"] == len(files)
-    assert summary["counts"]["unconfirmed"] == len(files)  # "{}" lists no instance: sent, not confirmed
+    assert summary["counts"]["unconfirmed"] == len(files), summary  # "{}" lists no instance: sent, not confirmed
     assert summary["throttled"] == 6
     assert summary["throttle_events"] >= 1
+
+
+def every_instance_stored(request: Recorded) -> Reply:
+    """A Store Instances Response listing every part of the request as stored."""
+    head = f"Content-Type: {request.headers['Content-Type']}\r\n\r\n".encode()
+    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(head + request.body)
+    uids = [
+        str(dcmread(io.BytesIO(bytes(part.get_payload(decode=True)))).SOPInstanceUID) for part in message.iter_parts()
+    ]
+    return Reply(200, build_store_response(retrieve_url=None, referenced=[ReferencedInstance(u) for u in uids]))
+
+
+def test_an_unwritable_ledger_never_aborts_the_import_and_the_manifest_is_written(
+    sample: SampleSet, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    location = LocalLocation(tmp_path / "run")
+    (tmp_path / "run" / "ledger.jsonl").mkdir(parents=True)  # every append to the ledger fails (IsADirectoryError)
+    with replying_server(every_instance_stored) as server, caplog.at_level(logging.WARNING):
+        summary = run_import(str(sample.root), client=client_for(server.url), location=location,
+                             settings=ImportSettings(max_batch_instances=4))  # fmt: skip
+    assert summary["counts"]["stored"] == len(sample.instances)
+    assert summary["ledger_failures"] == summary["requests"]
+    assert len(manifest_of(summary)) == len(sample.instances)
+    assert "could not record" in caplog.text
+
+
+def test_the_manifest_is_written_when_the_import_ends_in_an_error(sample: SampleSet, tmp_path: Path) -> None:
+    def failing_lookup(studies: set[str]) -> dict[str, Any]:
+        raise RuntimeError("the image set look-up broke")
+
+    location = LocalLocation(tmp_path / "run")
+    with replying_server(every_instance_stored) as server, pytest.raises(RuntimeError, match="look-up broke"):
+        run_import(str(sample.root), client=client_for(server.url), location=location, image_sets=failing_lookup)
+    lines = (tmp_path / "run" / "manifest.jsonl").read_text().splitlines()
+    assert {r.outcome for r in read_manifest(lines)} == {Outcome.STORED}
+    assert len(lines) == len(sample.instances)
+
+
+def test_the_hook_path_runs_the_engine_in_parallel_one_study_per_request(
+    sample: SampleSet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``store_instances`` (hooks) and ``hi-stow store`` share the operator's engine: parallel connections, study
+    grouping; the stage-1 hooks sent one request at a time and mixed studies."""
+    in_flight, peak, lock = [0], [0], threading.Lock()
+
+    def slow_reply(request: Recorded) -> Reply:
+        with lock:
+            in_flight[0] += 1
+            peak[0] = max(peak[0], in_flight[0])
+        time.sleep(0.2)
+        with lock:
+            in_flight[0] -= 1
+        return every_instance_stored(request)
+
+    monkeypatch.setenv("AIRFLOW_CONN_PACS", json.dumps({"conn_type": "dicomweb", "host": "http://placeholder"}))
+    with replying_server(slow_reply) as server:
+        monkeypatch.setenv("AIRFLOW_CONN_PACS", json.dumps({"conn_type": "dicomweb", "host": server.url}))
+        result = DicomWebStowHook("pacs").store_instances(
+            str(sample.root), settings=ImportSettings(max_batch_instances=5)
+        )
+        study_of = {str(i.path): i.study_instance_uid for i in sample.instances}
+        assert result.all_stored
+        assert [r.source for r in result.instances] == sorted(study_of)  # the source's order
+        for request in server.requests:
+            parts = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+                f"Content-Type: {request.headers['Content-Type']}\r\n\r\n".encode() + request.body
+            )
+            studies = {
+                str(dcmread(io.BytesIO(bytes(p.get_payload(decode=True)))).StudyInstanceUID) for p in parts.iter_parts()
+            }
+            assert len(studies) == 1
+    assert peak[0] > 1
+
+
+def test_the_cli_resumes_from_its_manifest_directory(
+    sample: SampleSet, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDCLI")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "cli-secret")
+    args = ["store", str(sample.root), "--datastore-id", "d" * 32, "--region", "us-east-1", "--manifest-dir",
+            str(tmp_path / "records"), "--quiet"]  # fmt: skip
+    with replying_server(every_instance_stored) as server:
+        assert cli.main([*args, "--endpoint-url", server.url]) == cli.EXIT_OK
+        first = len(server.requests)
+        assert cli.main([*args, "--endpoint-url", server.url]) == cli.EXIT_OK
+        assert len(server.requests) == first  # everything was confirmed: nothing is sent again
+    tries = (tmp_path / "records" / "tries.jsonl").read_text().splitlines()
+    assert [json.loads(line)["resumed"] for line in tries] == [0, len(sample.instances)]

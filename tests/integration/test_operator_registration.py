@@ -5,13 +5,15 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from typing import Any
 
+import botocore.session
 import pytest
 
+from airflow_hi_stow.hooks.healthimaging import HealthImagingStowHook
 from airflow_hi_stow.links.healthimaging import HealthImagingDatastoreLink
 from airflow_hi_stow.operators.partition import PartitionDicomOperator
-from airflow_hi_stow.operators.store import StoreDicomOperator, default_manifest_location
+from airflow_hi_stow.operators.records import default_manifest_location
+from airflow_hi_stow.operators.store import StoreDicomOperator
 
 DATASTORE = "d9a2a515ab294163a2d2f4069eed584c"
 
@@ -37,7 +39,7 @@ def test_the_operator_stores_its_arguments_and_templates_the_source() -> None:
         ("failed", "unconfirmed"),
     )
     assert [type(link) for link in operator.operator_extra_links] == [HealthImagingDatastoreLink]
-    assert PartitionDicomOperator(task_id="partition", source="/data").template_fields == ("source",)
+    assert PartitionDicomOperator(task_id="partition", source="/data").template_fields == ("source", "shard_location")
 
 
 def test_the_manifest_location_default(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -48,18 +50,23 @@ def test_the_manifest_location_default(monkeypatch: pytest.MonkeyPatch) -> None:
     assert default_manifest_location() == "s3://records/hi-stow"
 
 
-def link_for(**attributes: Any) -> str:
-    operator = StoreDicomOperator(task_id="store", source="/data", datastore_id=DATASTORE)
-    for name, value in attributes.items():
-        setattr(operator, name, value)
-    return HealthImagingDatastoreLink().get_link(operator, ti_key=None)  # type: ignore[arg-type]
+@pytest.mark.parametrize(
+    ("region", "console"),
+    [
+        ("us-west-2", "https://console.aws.amazon.com"),
+        ("cn-north-1", "https://console.amazonaws.cn"),
+        ("us-gov-west-1", "https://console.amazonaws-us-gov.com"),
+    ],
+)
+def test_the_link_follows_the_region_s_partition(region: str, console: str) -> None:
+    link = HealthImagingDatastoreLink()
+    partition = botocore.session.get_session().get_partition_for_region(region)
+    url = link.format_link(region_name=region, aws_domain=link.get_aws_domain(partition), datastore_id=DATASTORE)
+    assert url == f"{console}/medical-imaging/home?region={region}#/data-stores/{DATASTORE}"
 
 
-def test_the_link_points_to_the_data_store_in_its_region(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("AIRFLOW_CONN_AHI", json.dumps({"conn_type": "aws", "extra": {"region_name": "eu-west-1"}}))
-    assert link_for(region_name="us-west-2") == (
-        f"https://us-west-2.console.aws.amazon.com/medical-imaging/home?region=us-west-2#/data-stores/{DATASTORE}"
-    )
-    assert "region=eu-west-1#" in link_for(aws_conn_id="ahi")
-    assert link_for(aws_conn_id="missing") == ""
-    assert link_for(region_name="us-west-2", datastore_id="") == ""
+def test_the_operator_reads_like_an_amazon_provider_operator() -> None:
+    operator = StoreDicomOperator(task_id="store", source="/data", aws_conn_id="ahi", verify="/etc/ca.pem")
+    assert {"aws_conn_id", "region_name", "verify", "botocore_config"} <= set(operator.template_fields)
+    assert operator.aws_hook_class is HealthImagingStowHook
+    assert (operator.aws_conn_id, operator.verify) == ("ahi", "/etc/ca.pem")

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import json
 import warnings
+from collections import Counter
 from pathlib import Path
 
 import pytest
 from pydicom import dcmread
 
 from airflow_hi_stow.core.results import Outcome
+from airflow_hi_stow.engine.importer import ImportSettings, store_files
 from airflow_hi_stow.hooks.dicomweb import DicomWebStowHook
 from airflow_hi_stow.samples import generate_dataset
-from airflow_hi_stow.stow.client import StowClient
-from airflow_hi_stow.stow.errors import StowHTTPError
+from airflow_hi_stow.sources.instances import to_instance
+from airflow_hi_stow.transport.client import StowClient
+from airflow_hi_stow.transport.errors import StowHTTPError
 from tests.support.orthanc import Orthanc
 
 pytestmark = pytest.mark.orthanc
@@ -29,10 +32,13 @@ def hook_for(orthanc: Orthanc, monkeypatch: pytest.MonkeyPatch, **extra: object)
 def test_pydicom_test_files_arrive_byte_identical(
     orthanc: Orthanc, pydicom_p10_files: list[Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    result = hook_for(orthanc, monkeypatch).store_instances(pydicom_p10_files, max_batch_instances=8)
+    result = hook_for(orthanc, monkeypatch).store_instances(
+        pydicom_p10_files, settings=ImportSettings(max_batch_instances=8)
+    )
     assert result.counts()["stored"] == len(pydicom_p10_files)
     assert {request.status_code for request in result.requests} == {200}
-    assert len(result.requests) == -(-len(pydicom_p10_files) // 8)
+    per_study = Counter(to_instance(path).study_instance_uid for path in pydicom_p10_files)
+    assert len(result.requests) == sum(-(-count // 8) for count in per_study.values())  # requests never mix studies
     for item in result.instances:
         assert item.sop_instance_uid is not None
         instance_id = orthanc.instance_id(item.sop_instance_uid)
@@ -81,9 +87,9 @@ def test_orthanc_refuses_single_part_and_the_client_falls_back_to_multipart(
     orthanc: Orthanc, pydicom_p10_files: list[Path]
 ) -> None:
     client = StowClient(orthanc.dicomweb_url, single_part=True)
-    result = client.store(pydicom_p10_files[:1])
+    result = store_files(client, pydicom_p10_files[:1])
     assert result.all_stored
-    assert client.single_part is False
+    assert client.sends_single_part is False
 
 
 def test_a_study_conflict_answered_409_is_parsed_not_raised(orthanc: Orthanc, tmp_path: Path) -> None:
@@ -92,8 +98,7 @@ def test_a_study_conflict_answered_409_is_parsed_not_raised(orthanc: Orthanc, tm
     sample = generate_dataset(tmp_path / "set", patients=2, studies_per_patient=(1, 1), redeliver_one_study=False)
     client = StowClient(orthanc.dicomweb_url)
     wrong_target = next(uid for uid in sample.study_uids if uid != sample.instances[0].study_instance_uid)
-    instances, _ = client.prepare([sample.instances[0].path])
-    result = client.store_batch(instances, wrong_target)
+    result = client.store_batch([to_instance(sample.instances[0].path)], wrong_target)
     assert result.status_code == 409
     (item,) = result.instances
     assert item.outcome is Outcome.FAILED
@@ -104,9 +109,10 @@ def test_a_study_conflict_answered_409_is_parsed_not_raised(orthanc: Orthanc, tm
 def test_http_errors_name_the_files(orthanc: Orthanc, pydicom_p10_files: list[Path]) -> None:
     client = StowClient(f"{orthanc.url}/no-such-root")
     with pytest.raises(StowHTTPError) as raised:
-        client.store(pydicom_p10_files[:2])
+        store_files(client, pydicom_p10_files[:2])
     assert raised.value.status_code == 404
-    assert pydicom_p10_files[0].name in str(raised.value)
+    # the two files are of two studies, so of two requests: the first refused one is raised, naming its file
+    assert any(path.name in str(raised.value) for path in pydicom_p10_files[:2])
 
 
 @pytest.fixture

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from airflow_hi_stow.engine.partition import partition_source
 from airflow_hi_stow.samples import SampleSet, generate_dataset
-from airflow_hi_stow.stow.partition import partition_source
 from tests.support.s3 import MotoS3
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -12,14 +13,14 @@ import pytest
 from pydicom import dcmread
 
 from airflow_hi_stow.core.results import InstanceResult, Outcome
+from airflow_hi_stow.engine.ledger import Ledger, LedgerEntry, ManifestSpool, read_manifest
 from airflow_hi_stow.samples import SampleSet, generate_dataset
-from airflow_hi_stow.stow.bodies import read_blocks
-from airflow_hi_stow.stow.fingerprints import HashingLocalFile, current_fingerprint, sent_fingerprint
-from airflow_hi_stow.stow.instances import InvalidInstance, read_instance
-from airflow_hi_stow.stow.ledger import Ledger, LedgerEntry, ManifestSpool, read_manifest
-from airflow_hi_stow.stow.locations import LocalLocation, S3Location, open_location
-from airflow_hi_stow.stow.s3 import HEADER_RANGE, S3Object, list_s3
-from airflow_hi_stow.stow.sources import flatten_source, resolve_sources
+from airflow_hi_stow.sources.fingerprints import HashingLocalFile, current_fingerprint, sent_fingerprint
+from airflow_hi_stow.sources.instances import HEADER_BLOCK, InvalidInstance, read_instance
+from airflow_hi_stow.sources.resolve import FileList, flatten_source, read_file_list, resolve_sources, write_file_list
+from airflow_hi_stow.sources.s3 import S3Object, list_s3
+from airflow_hi_stow.storage.locations import LocalLocation, S3Location, open_location
+from airflow_hi_stow.transport.bodies import read_blocks
 from tests.support.s3 import MotoS3
 
 
@@ -81,9 +82,10 @@ def test_source_values_are_flattened(value: Any, expected: list[str]) -> None:
     assert list(flatten_source(value)) == expected
 
 
-def test_a_mapping_is_not_a_source() -> None:
+def test_a_mapping_is_not_a_source_unless_it_names_a_file_list() -> None:
     with pytest.raises(TypeError, match="not dict"):
         list(flatten_source({"files": []}))
+    assert list(flatten_source([{"manifest": "s3://b/list.jsonl", "files": 3}])) == [FileList("s3://b/list.jsonl")]
 
 
 def test_s3_prefixes_exact_keys_and_globs(moto_s3: MotoS3, sample: SampleSet) -> None:
@@ -123,9 +125,16 @@ def count_gets(client: Any) -> list[bytes | None]:
     return ranges
 
 
-def test_s3_headers_come_from_ranged_gets_and_bodies_stream(moto_s3: MotoS3, tmp_path: Path) -> None:
-    """A header larger than the first range (a 200 kB element before the pixel data) makes the range grow;
-    the whole object is never fetched to read a header."""
+def fetched_bytes(ranges: list[bytes | None]) -> int:
+    total = 0
+    for byte_range in ranges:
+        assert byte_range is not None, "a header read must never GET the whole object"
+        start, end = byte_range.decode().removeprefix("bytes=").split("-")
+        total += int(end) - int(start) + 1
+    return total
+
+
+def one_instance(tmp_path: Path) -> Any:
     generated = generate_dataset(
         tmp_path / "g",
         patients=1,
@@ -134,7 +143,12 @@ def test_s3_headers_come_from_ranged_gets_and_bodies_stream(moto_s3: MotoS3, tmp
         instances_per_series=(1, 1),
         redeliver_one_study=False,
     )
-    dataset = dcmread(generated.instances[0].path)
+    return dcmread(generated.instances[0].path)
+
+
+def test_s3_headers_come_from_bounded_ranged_gets_and_bodies_stream(moto_s3: MotoS3, tmp_path: Path) -> None:
+    """A 200 kB private element before the identifiers is skipped, not fetched: two blocks at most."""
+    dataset = one_instance(tmp_path)
     dataset.add_new(0x00091010, "OB", b"\0" * 200_000)
     dataset.add_new(0x00090010, "LO", "HI-STOW TEST")
     big = tmp_path / "big.dcm"
@@ -145,11 +159,31 @@ def test_s3_headers_come_from_ranged_gets_and_bodies_stream(moto_s3: MotoS3, tmp
     ranges = count_gets(client)
     instance = read_instance(obj)
     assert instance.sop_instance_uid == str(dataset.SOPInstanceUID)
-    assert ranges[0] == f"bytes=0-{HEADER_RANGE - 1}".encode()
-    assert 1 < len(ranges) <= 4
-    assert all(r is not None for r in ranges)
+    assert ranges[0] == f"bytes=0-{HEADER_BLOCK - 1}".encode()
+    assert fetched_bytes(ranges) <= 2 * HEADER_BLOCK
+    ranges.clear()
     assert b"".join(read_blocks(obj)) == big.read_bytes()
-    assert ranges[-1] is None  # the body: one plain streaming GET
+    assert ranges == [None]  # the body: one plain streaming GET
+
+
+def test_the_header_of_a_50_mb_encapsulated_pdf_costs_one_block(moto_s3: MotoS3, tmp_path: Path) -> None:
+    """The stage-1 reader fetched all 52,429,454 bytes of such an object to read its header."""
+    dataset = one_instance(tmp_path)
+    del dataset.PixelData
+    dataset.SOPClassUID = "1.2.840.10008.5.1.4.1.1.104.1"  # Encapsulated PDF Storage
+    dataset.file_meta.MediaStorageSOPClassUID = dataset.SOPClassUID
+    dataset.MIMETypeOfEncapsulatedDocument = "application/pdf"
+    dataset.EncapsulatedDocument = b"%PDF-1.4\n" + b"\0" * (50 * 1024 * 1024)
+    pdf = tmp_path / "report.dcm"
+    dataset.save_as(pdf, enforce_file_format=True)
+    client = moto_s3.client()
+    client.upload_file(str(pdf), moto_s3.bucket, "report.dcm")
+    (obj,) = list_s3(client, f"s3://{moto_s3.bucket}/report.dcm")
+    assert obj.size > 50 * 1024 * 1024
+    ranges = count_gets(client)
+    instance = read_instance(obj)
+    assert instance.sop_class_uid == "1.2.840.10008.5.1.4.1.1.104.1"
+    assert fetched_bytes(ranges) == HEADER_BLOCK
 
 
 def test_an_s3_object_rewritten_after_listing_is_not_sent(moto_s3: MotoS3, sample: SampleSet) -> None:
@@ -207,6 +241,43 @@ def test_s3_location_writes_segments_and_reads_them_all(moto_s3: MotoS3, tmp_pat
     assert first.put_file("manifest.jsonl", io.BytesIO(b"line\n")) == f"{first.uri}/manifest.jsonl"
     body = moto_s3.client().get_object(Bucket=moto_s3.bucket, Key="manifests/dag_id=d/run_id=r/manifest.jsonl")
     assert body["Body"].read() == b"line\n"
+
+
+def test_parallel_appenders_of_one_s3_location_never_overwrite_a_segment(moto_s3: MotoS3) -> None:
+    """Ledger writes run in parallel, one per confirmed request: every line must survive."""
+    location = open_location(f"s3://{moto_s3.bucket}/par", ["run"], moto_s3.client)
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda n: location.append_lines("ledger", [f"line-{n}"]), range(40)))
+    assert sorted(location.read_lines("ledger")) == sorted(f"line-{n}" for n in range(40))
+
+
+def test_file_lists_name_local_and_s3_entries(moto_s3: MotoS3, sample: SampleSet, tmp_path: Path) -> None:
+    uris = moto_s3.upload_tree(sample.root, "listed")
+    local = [str(i.path) for i in sample.instances[:2]]
+    listing = tmp_path / "shard.jsonl"
+    listing.write_bytes(write_file_list([*local, uris[0], str(tmp_path / "gone.dcm")]))
+    client = moto_s3.client()
+    client.put_object(Bucket=moto_s3.bucket, Key="lists/one.jsonl", Body=write_file_list(uris[1:3]))
+    source = [
+        FileList(str(listing)).to_source(files=4),
+        {"manifest": f"s3://{moto_s3.bucket}/lists/one.jsonl"},
+        {"manifest": str(tmp_path / "no-such-list.jsonl")},
+    ]
+    items = list(resolve_sources(source, lambda: client))
+    assert names(items) == [
+        *local,
+        uris[0],
+        str(tmp_path / "gone.dcm"),
+        *uris[1:3],
+        str(tmp_path / "no-such-list.jsonl"),
+    ]
+    reasons = {i.source: i.reason for i in items if isinstance(i, InstanceResult)}
+    assert reasons[str(tmp_path / "gone.dcm")] == "no such file or directory"
+    assert str(reasons[str(tmp_path / "no-such-list.jsonl")]).startswith("cannot read the file list")
+    assert read_file_list(write_file_list(["a b", "naïve\nname"])) == ["a b", "naïve\nname"]
+    assert read_file_list(b'{"source": "s3://b/k", "size": 3}\n\n"x.dcm"\n') == ["s3://b/k", "x.dcm"]
+    with pytest.raises(ValueError, match="line 1 names no source"):
+        read_file_list(b'{"path": "x"}\n')
 
 
 def test_ledger_round_trip_keeps_only_stored_entries(tmp_path: Path) -> None:

@@ -42,7 +42,7 @@ def migrate_database() -> None:
 def run_dag(dag_id: str, run_after: datetime) -> Any:
     """``dag.test()`` of a DAG in ``tests/dags``, parsed now (so with the current ``HI_STOW_TEST_ARGS``); returns
     the DagRun."""
-    from airflow.dag_processing.dagbag import DagBag
+    from tests.support.airflow_compat import DagBag
 
     bag = DagBag(dag_folder=str(TEST_DAGS))
     if bag.import_errors:

@@ -31,6 +31,8 @@ class Reply:
 
 Script = Callable[[int], Reply]
 """The reply to the request with this 0-based number."""
+Answer = Callable[[Recorded], Reply]
+"""The reply to a request, given the whole request."""
 
 
 @dataclass
@@ -53,6 +55,20 @@ def _read_body(handler: BaseHTTPRequestHandler, limit: int | None) -> bytes:
 
 @contextmanager
 def scripted_server(script: Script) -> Iterator[ScriptedServer]:
+    """Answers the n-th request with ``script(n)`` (chosen before the body is read, so it may drop it)."""
+    with _server(script, None) as server:
+        yield server
+
+
+@contextmanager
+def replying_server(answer: Answer) -> Iterator[ScriptedServer]:
+    """Answers each request with ``answer(request)``, once its whole body is read."""
+    with _server(None, answer) as server:
+        yield server
+
+
+@contextmanager
+def _server(script: Script | None, answer: Answer | None) -> Iterator[ScriptedServer]:
     recorded: list[Recorded] = []
     lock = threading.Lock()
 
@@ -61,10 +77,13 @@ def scripted_server(script: Script) -> Iterator[ScriptedServer]:
 
         def do_POST(self) -> None:
             with lock:
-                reply = script(len(recorded))
+                reply = script(len(recorded)) if script is not None else None
                 request = Recorded(self.command, self.path, dict(self.headers), b"")
                 recorded.append(request)
-            request.body = _read_body(self, reply.drop_after)
+            request.body = _read_body(self, reply.drop_after if reply is not None else None)
+            if reply is None:
+                assert answer is not None
+                reply = answer(request)
             if reply.drop_after is not None:
                 self.close_connection = True
                 return

@@ -7,8 +7,8 @@ import threading
 import pytest
 
 from airflow_hi_stow.core.aimd import AimdController
-from airflow_hi_stow.stow.importer import ImportSettings
-from airflow_hi_stow.stow.throttle import AdaptiveGate
+from airflow_hi_stow.engine.importer import ImportSettings
+from airflow_hi_stow.engine.throttle import AdaptiveGate
 
 
 def test_never_more_in_flight_than_the_limit() -> None:

@@ -149,34 +149,6 @@ def test_session_token_is_sent_and_signed() -> None:
     assert ";x-amz-security-token," in signed.headers["Authorization"]
 
 
-def test_recompute_reproduces_a_signature_from_the_received_headers() -> None:
-    signed = ahi_sign(sigv4.PayloadSigning.STREAMING)
-    authorization = sigv4.parse_authorization(signed.headers["Authorization"])
-    received = {name: value for name, value in signed.headers.items() if name.lower() in authorization.signed_headers}
-    received["host"] = "dicom-medical-imaging.us-east-1.amazonaws.com"
-    again = sigv4.recompute(CREDENTIALS, "us-east-1", "POST", AHI_URL, received, signed.timestamp)
-    assert again.signature == signed.signature == authorization.signature
-    assert authorization.access_key == "AKIAIOSFODNN7EXAMPLE"
-    assert (authorization.date, authorization.region, authorization.service) == (
-        "20130524",
-        "us-east-1",
-        "medical-imaging",
-    )
-
-
-@pytest.mark.parametrize(
-    "value",
-    [
-        "",
-        "AWS4-HMAC-SHA256 Credential=AKID/20130524/us-east-1/medical-imaging/aws4_request, Signature=00",
-        "Basic dXNlcjpwYXNz",
-    ],
-)
-def test_malformed_authorization_is_refused(value: str) -> None:
-    with pytest.raises(ValueError, match="malformed"):
-        sigv4.parse_authorization(value)
-
-
 def test_payload_headers_per_mode() -> None:
     assert sigv4.payload_headers(sigv4.PayloadSigning.STREAMING, 5) == {
         "X-Amz-Content-SHA256": "STREAMING-AWS4-HMAC-SHA256-PAYLOAD",

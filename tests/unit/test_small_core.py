@@ -9,9 +9,9 @@ import pytest
 
 from airflow_hi_stow.core import status_codes
 from airflow_hi_stow.core.batching import plan_batches
-from airflow_hi_stow.core.uids import is_valid_uid
-from airflow_hi_stow.stow.errors import describe_sources, error_reason, redact
-from airflow_hi_stow.stow.retry import RetryPolicy, parse_retry_after
+from airflow_hi_stow.core.uids import is_valid_uid, matches_healthimaging_pattern
+from airflow_hi_stow.transport.errors import describe_sources, error_reason, redact
+from airflow_hi_stow.transport.retry import RetryPolicy, parse_retry_after
 
 
 @pytest.mark.parametrize(
@@ -46,16 +46,31 @@ def test_healthimaging_warnings_are_warnings() -> None:
         ("1.2.840.10008.1.2.1", True),
         ("2.25.123456789", True),
         ("0", True),
-        ("1.02.3", False),
-        ("3.1", False),
+        ("999.999.1.20040312", True),  # an old vendor root: stored by Orthanc and HealthImaging
+        ("1.02.3", True),
+        ("3.1", True),
+        ("1.2.3\n", False),  # a trailing newline must not reach the URL
+        ("", False),
         ("1..2", False),
         ("1.2.", False),
+        (".1.2", False),
         ("1.2.a", False),
+        ("1.2 ", False),
+        ("1." + "1" * 62, True),
         ("1." + "1" * 63, False),
     ],
 )
 def test_uid_syntax(uid: str, valid: bool) -> None:
+    """The client refuses only what a request cannot carry; stricter rules are the validation step's warnings."""
     assert is_valid_uid(uid) is valid
+
+
+@pytest.mark.parametrize(
+    ("uid", "valid"),
+    [("999.999.1", True), ("1.2.840.10008.1.2", True), ("1.02.3", False), ("01.2", True), ("1.2.3\n", False)],
+)
+def test_healthimaging_uid_pattern(uid: str, valid: bool) -> None:
+    assert matches_healthimaging_pattern(uid) is valid
 
 
 def test_batches_respect_bytes_count_and_groups() -> None:

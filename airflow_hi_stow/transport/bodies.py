@@ -13,8 +13,8 @@ from collections.abc import Iterator, Sequence
 from functools import cached_property
 
 from airflow_hi_stow.core import multipart, sigv4
-from airflow_hi_stow.stow.errors import BoundaryCollision, SourceError
-from airflow_hi_stow.stow.instances import InstanceFile
+from airflow_hi_stow.sources.instances import InstanceFile
+from airflow_hi_stow.transport.errors import BoundaryCollision, SourceError
 
 READ_SIZE = 256 * 1024
 

@@ -14,8 +14,8 @@ import io
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, cast
 
-from airflow_hi_stow.stow.instances import InstanceFile, LocalFile
-from airflow_hi_stow.stow.s3 import S3Object
+from airflow_hi_stow.sources.instances import InstanceFile, LocalFile
+from airflow_hi_stow.sources.s3 import S3Object
 
 _READ_SIZE = 1024 * 1024
 

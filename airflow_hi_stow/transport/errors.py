@@ -129,3 +129,27 @@ class StowRetriesExhausted(StowError):
             f"gave up after {attempts} attempt(s), last: {last_problem}; "
             f"{len(self.sources)} file(s) not confirmed: {describe_sources(self.sources)}"
         )
+
+
+class StowTLSError(StowError):
+    """The TLS connection could not be set up (a certificate problem): not transient, so never retried."""
+
+    def __init__(self, problem: str, host: str, sources: Sequence[str], hint: str = "") -> None:
+        self.problem = problem
+        self.host = host
+        self.sources = list(sources)
+        self.reason = f"TLS to {host}: {problem}"
+        text = self.reason + (f" ({hint})" if hint else "")
+        super().__init__(f"{text}; {len(self.sources)} file(s) not sent: {describe_sources(self.sources)}")
+
+
+class StowProxyError(StowError):
+    """The proxy refused to forward the request (e.g. it asks for authentication): not retried."""
+
+    def __init__(self, problem: str, sources: Sequence[str]) -> None:
+        self.reason = problem
+        self.sources = list(sources)
+        super().__init__(
+            f"{problem} (set the user and password in the proxy URL of the connection's config_kwargs.proxies, or "
+            f"HTTPS_PROXY); {len(self.sources)} file(s) not sent: {describe_sources(self.sources)}"
+        )

@@ -1,8 +1,9 @@
 """Partitioning a large source into balanced shards, one per mapped task instance
-(``StoreDicomOperator.partial(...).expand(source=shards)``)."""
+(``StoreDicomOperator.partial(...).expand(source=shards)``), each handed over as a small file list."""
 
 from __future__ import annotations
 
+import io
 import posixpath
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -10,9 +11,10 @@ from typing import Any, Literal
 
 from airflow_hi_stow.core.results import InstanceResult
 from airflow_hi_stow.core.sharding import partition
-from airflow_hi_stow.stow.instances import InstanceFile, InvalidInstance, read_instance
-from airflow_hi_stow.stow.s3 import S3Client
-from airflow_hi_stow.stow.sources import resolve_sources
+from airflow_hi_stow.sources.instances import InstanceFile, InvalidInstance, read_instance
+from airflow_hi_stow.sources.resolve import FileList, resolve_sources, write_file_list
+from airflow_hi_stow.sources.s3 import S3Client
+from airflow_hi_stow.storage.locations import Location
 
 GroupBy = Literal["study", "directory"]
 
@@ -58,3 +60,13 @@ def partition_source(
         shard_bytes=shard_bytes,
     )
     return [[item.source if isinstance(item, InstanceResult) else item.name for item, _ in shard] for shard in shards]
+
+
+def write_shards(shards: list[list[str]], location: Location) -> list[dict[str, Any]]:
+    """Each shard as a file list at ``location`` (``shard-0001.jsonl``...), and the sources naming them:
+    ``{"manifest": uri, "files": n}``, a few dozen bytes each whatever the number of files."""
+    sources = []
+    for number, shard in enumerate(shards, 1):
+        uri = location.put_file(f"shard-{number:04d}.jsonl", io.BytesIO(write_file_list(shard)))
+        sources.append(FileList(uri).to_source(files=len(shard)))
+    return sources

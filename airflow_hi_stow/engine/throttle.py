@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 
 from airflow_hi_stow.core.aimd import AimdController
-from airflow_hi_stow.stow.retry import THROTTLING_STATUSES
+from airflow_hi_stow.transport.retry import THROTTLING_STATUSES
 
 
 class AdaptiveGate:

@@ -6,8 +6,10 @@ every segment; locally they are appended to one file and flushed to disk.
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
+import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -15,11 +17,11 @@ from typing import BinaryIO, Protocol
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from airflow_hi_stow.stow.s3 import S3Client, is_s3_uri, split_s3_uri
+from airflow_hi_stow.sources.s3 import S3Client, is_s3_uri, split_s3_uri
 
 
 class Location(Protocol):
-    """A folder-like place (a local directory, an S3 prefix)."""
+    """A folder-like place (a local directory, an S3 prefix); safe to share between threads."""
 
     @property
     def uri(self) -> str: ...
@@ -40,6 +42,7 @@ class Location(Protocol):
 class LocalLocation:
     def __init__(self, root: Path) -> None:
         self.root = root
+        self._append = threading.Lock()
 
     @property
     def uri(self) -> str:
@@ -47,7 +50,7 @@ class LocalLocation:
 
     def append_lines(self, name: str, lines: Sequence[str]) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
-        with (self.root / f"{name}.jsonl").open("a", encoding="utf-8") as log:
+        with self._append, (self.root / f"{name}.jsonl").open("a", encoding="utf-8") as log:
             log.write("".join(f"{line}\n" for line in lines))
             log.flush()
             os.fsync(log.fileno())
@@ -77,7 +80,7 @@ class S3Location:
         self.bucket = bucket
         self.prefix = prefix.strip("/")
         self._writer = uuid.uuid4().hex[:12]
-        self._segments = 0
+        self._segments = itertools.count(1)  # next() is atomic: parallel appenders get distinct segment names
 
     @property
     def uri(self) -> str:
@@ -87,8 +90,7 @@ class S3Location:
         return f"{self.prefix}/{name}" if self.prefix else name
 
     def append_lines(self, name: str, lines: Sequence[str]) -> None:
-        self._segments += 1
-        key = self._key(f"{name}/{self._writer}-{self._segments:06d}.jsonl")
+        key = self._key(f"{name}/{self._writer}-{next(self._segments):06d}.jsonl")
         body = "".join(f"{line}\n" for line in lines).encode()
         try:
             self.client.put_object(Bucket=self.bucket, Key=key, Body=body)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO, cast
 
 from airflow_hi_stow.core.results import InstanceResult, Outcome
-from airflow_hi_stow.stow.locations import Location
+from airflow_hi_stow.storage.locations import Location
 
 LEDGER = "ledger"
 MANIFEST = "manifest.jsonl"
@@ -36,7 +36,7 @@ def result_from_dict(data: dict[str, Any]) -> InstanceResult:
 
 
 class Ledger:
-    """The confirmed instances of one task instance (every try) at a location."""
+    """The confirmed instances of one task instance (every try) at a location. Safe to share between threads."""
 
     def __init__(self, location: Location) -> None:
         self.location = location

@@ -1,5 +1,7 @@
 """The import engine, free of Airflow: sources -> headers -> checks -> resume -> batches sent in parallel under
-adaptive throttling -> ledger, manifest and a small summary. Every input ends with exactly one result."""
+adaptive throttling -> ledger, manifest and a small summary. Every input ends with exactly one result.
+
+The operator, the hooks' ``store_instances`` and ``hi-stow store`` all run :func:`run_import`."""
 
 from __future__ import annotations
 
@@ -9,24 +11,32 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from airflow_hi_stow.core.aimd import AimdController
 from airflow_hi_stow.core.batching import DEFAULT_MAX_BATCH_BYTES, DEFAULT_MAX_BATCH_INSTANCES, plan_batches
 from airflow_hi_stow.core.progress import Progress
-from airflow_hi_stow.core.results import InstanceResult, Outcome, StoreResult
+from airflow_hi_stow.core.results import InstanceResult, Outcome, RequestRecord, StoreResult
 from airflow_hi_stow.core.summary import ImportTally
-from airflow_hi_stow.stow.client import StowClient, failed_batch
-from airflow_hi_stow.stow.errors import StowAuthError, StowError, StowHTTPError, StowNotFound
-from airflow_hi_stow.stow.fingerprints import current_fingerprint, sent_fingerprint
-from airflow_hi_stow.stow.instances import DicomInstance, InstanceFile, InvalidInstance, read_instance
-from airflow_hi_stow.stow.ledger import Ledger, LedgerEntry, ManifestSpool
-from airflow_hi_stow.stow.locations import Location
-from airflow_hi_stow.stow.s3 import S3Client
-from airflow_hi_stow.stow.sources import resolve_sources
-from airflow_hi_stow.stow.throttle import AdaptiveGate
+from airflow_hi_stow.engine.checks import check_instances
+from airflow_hi_stow.engine.ledger import Ledger, LedgerEntry, ManifestSpool
+from airflow_hi_stow.engine.throttle import AdaptiveGate
+from airflow_hi_stow.sources.fingerprints import current_fingerprint, sent_fingerprint
+from airflow_hi_stow.sources.instances import DicomInstance, InstanceFile, InvalidInstance, read_instance
+from airflow_hi_stow.sources.resolve import resolve_sources
+from airflow_hi_stow.sources.s3 import S3Client
+from airflow_hi_stow.storage.locations import Location
+from airflow_hi_stow.transport.client import StowClient, failed_batch
+from airflow_hi_stow.transport.errors import (
+    StowAuthError,
+    StowError,
+    StowHTTPError,
+    StowNotFound,
+    StowProxyError,
+    StowTLSError,
+)
 
 
 class Log(Protocol):
@@ -39,9 +49,9 @@ class Log(Protocol):
     def exception(self, msg: str, /, *args: Any) -> Any: ...
 
 
-ClientFactory = Callable[[Callable[[int | None], None]], StowClient]
-"""Builds the STOW-RS client, given the ``on_retry`` callback that feeds the throttling controller."""
 TRIES = "tries"
+_HOPELESS = (StowAuthError, StowNotFound, StowTLSError, StowProxyError)
+"""Request failures after which no other request can succeed: the remaining batches are not sent."""
 
 
 @dataclass(frozen=True)
@@ -59,6 +69,8 @@ class ImportSettings:
     resume: bool = True
     """Skip the instances that an earlier try of the same task instance confirmed stored."""
     progress_interval: float = 15.0
+    raise_on_error: bool = False
+    """Stop at the first request that fails as a whole and raise its error (after the manifest is written)."""
 
     def __post_init__(self) -> None:
         for name in ("max_batch_bytes", "max_batch_instances", "max_connections", "header_threads"):
@@ -70,22 +82,47 @@ class ImportSettings:
             raise ValueError("max_requests_per_second must be positive (or None for no cap)")
 
 
-class _Run:
-    """The state of one import: tally, manifest spool, ledger and progress, updated under one lock."""
+class Collector:
+    """Keeps every result and request record of an import, for callers that want them all (the hooks, the CLI)."""
 
-    def __init__(self, location: Location, log: Log) -> None:
+    def __init__(self) -> None:
+        self.order: dict[str, int] = {}
+        self.results: list[InstanceResult] = []
+        self.requests: list[RequestRecord] = []
+
+    def saw(self, name: str) -> None:
+        self.order.setdefault(name, len(self.order))
+
+    def store_result(self) -> StoreResult:
+        """Every result, in the order the source named the files."""
+        ordered = sorted(self.results, key=lambda result: self.order.get(result.source, len(self.order)))
+        return StoreResult(tuple(ordered), tuple(self.requests))
+
+
+class _Run:
+    """The state of one import: tally, manifest spool, ledger and progress. The tally and the spool are updated
+    under one lock; ledger writes (a PUT per confirmed request on S3) run outside it, in parallel."""
+
+    def __init__(self, location: Location | None, log: Log, collect: Collector | None) -> None:
         self.log = log
-        self.ledger = Ledger(location)
+        self.ledger = Ledger(location) if location is not None else None
+        self.collect = collect
         self.tally = ImportTally()
         self.spool = ManifestSpool()
         self.lock = threading.Lock()
         self.progress = Progress(0, 0, time.monotonic())
+        self.first_error: StowError | None = None
 
     def settle(self, results: Iterable[InstanceResult], *, resumed: bool = False) -> None:
         with self.lock:
             for result in results:
-                self.tally.add(result, resumed=resumed)
-                self.spool.write(result, **({"resumed": True} if resumed else {}))
+                self._add(result, {"resumed": True} if resumed else {}, resumed=resumed)
+
+    def _add(self, result: InstanceResult, extra: dict[str, Any], *, resumed: bool = False) -> None:
+        self.tally.add(result, resumed=resumed)
+        self.spool.write(result, **extra)
+        if self.collect is not None:
+            self.collect.results.append(result)
 
     def settle_batch(self, batch: Sequence[DicomInstance], outcome: StoreResult) -> None:
         files = {instance.name: instance.file for instance in batch}
@@ -93,45 +130,60 @@ class _Run:
         with self.lock:
             for result in outcome.instances:
                 fingerprint = sent_fingerprint(files[result.source]) if result.outcome.is_stored else None
-                self.tally.add(result)
-                self.spool.write(result, **({"fingerprint": fingerprint} if fingerprint else {}))
+                self._add(result, {"fingerprint": fingerprint} if fingerprint else {})
                 if fingerprint:
                     confirmed.append(LedgerEntry(result, fingerprint))
             for record in outcome.requests:
                 self.tally.add_request(record)
+                if self.collect is not None:
+                    self.collect.requests.append(record)
             self.progress.add(len(batch), sum(instance.size for instance in batch))
-            self.ledger.record(confirmed)
+        if self.ledger is not None and confirmed:
+            try:
+                self.ledger.record(confirmed)
+            except OSError as exc:
+                with self.lock:
+                    self.tally.ledger_failures += 1
+                self.log.warning(
+                    "could not record %d confirmed file(s) in the resume ledger (%s); a retry would send them again",
+                    len(confirmed),
+                    exc,
+                )
 
 
 def run_import(
     source: Any,
     *,
-    stow_client: ClientFactory,
-    location: Location,
+    client: StowClient,
+    location: Location | None = None,
     settings: ImportSettings | None = None,
     s3_client: Callable[[], S3Client] | None = None,
     image_sets: Callable[[set[str]], dict[str, Any]] | None = None,
     log: Log | None = None,
+    collect: Collector | None = None,
 ) -> dict[str, Any]:
-    """Store every DICOM instance that ``source`` names (see :func:`~airflow_hi_stow.stow.sources.resolve_sources`)
-    and return the summary (see :class:`~airflow_hi_stow.core.summary.ImportTally`).
+    """Store every DICOM instance that ``source`` names (see :func:`~airflow_hi_stow.sources.resolve.resolve_sources`)
+    through ``client`` and return the summary (see :class:`~airflow_hi_stow.core.summary.ImportTally`).
 
-    ``location`` keeps the ledger (written after every confirmed request) and the manifest (one line per input,
-    written at the end). ``s3_client`` builds the boto3 S3 client for ``s3://`` sources. ``image_sets`` looks up
-    where the stored studies landed (e.g. :func:`~airflow_hi_stow.stow.image_sets.find_image_sets`); its result
-    joins the summary.
+    ``location`` keeps the ledger (written after every confirmed request; what it lists is not sent again) and the
+    manifest (one line per input, written at the end, also when the import is interrupted). Without a location,
+    nothing is kept and nothing resumed. ``s3_client`` builds the boto3 S3 client for ``s3://`` sources.
+    ``image_sets`` looks up where the stored studies landed (e.g.
+    :func:`~airflow_hi_stow.readback.image_sets.find_image_sets`); its result joins the summary. ``collect``
+    receives every result and request record.
     """
     settings = settings or ImportSettings()
     log = log or logging.getLogger(__name__)
     started = time.monotonic()
-    run = _Run(location, log)
+    run = _Run(location, log, collect)
     controller = AimdController(settings.max_connections, settings.max_requests_per_second)
     gate = AdaptiveGate(controller)
-    client = stow_client(gate.on_retry)
-    client.sleep = gate.sleep_before_retry  # the client's back-off hook: retries wait for the pace too
+    manifest: str | None = None
     try:
         files: list[InstanceFile] = []
         for item in resolve_sources(source, s3_client, threads=settings.header_threads):
+            if collect is not None:
+                collect.saw(item.source if isinstance(item, InstanceResult) else item.name)
             if isinstance(item, InstanceResult):
                 run.settle([item])
             else:
@@ -143,9 +195,11 @@ def run_import(
             run.tally.files,
         )
         instances = _read_headers(files, settings.header_threads, run)
-        accepted, rejected = client.prepare(instances, settings.study_instance_uid)
+        accepted, rejected = check_instances(
+            instances, settings.study_instance_uid, max_request_bytes=client.max_request_bytes
+        )
         run.settle(rejected)
-        to_send = _skip_confirmed(accepted, run, settings) if settings.resume else accepted
+        to_send = _skip_confirmed(accepted, run.ledger, run, settings) if settings.resume and run.ledger else accepted
         batches = plan_batches(
             to_send,
             lambda instance: instance.size,
@@ -154,7 +208,8 @@ def run_import(
             group=lambda instance: instance.study_instance_uid,
         )
         run.progress = Progress(len(to_send), sum(i.size for i in to_send), time.monotonic())
-        location.append_lines(TRIES, [_try_record(run.tally, len(to_send), len(batches))])
+        if location is not None:
+            location.append_lines(TRIES, [_try_record(run.tally, len(to_send), len(batches))])
         if run.tally.counts[Outcome.REJECTED]:
             log.warning("%d file(s) rejected before sending (see the manifest)", run.tally.counts[Outcome.REJECTED])
         if batches:
@@ -169,9 +224,12 @@ def run_import(
             )
             _send_all(batches, client, gate, run, settings)
         extra = image_sets(run.tally.studies) if image_sets is not None and run.tally.studies else {}
-        manifest = run.spool.publish(location)
     finally:
-        run.spool.close()
+        try:
+            if location is not None:
+                manifest = run.spool.publish(location)
+        finally:
+            run.spool.close()
     duration = time.monotonic() - started
     summary = run.tally.summary(duration, manifest=manifest, throttle_events=controller.throttle_events, **extra)
     log.info(
@@ -180,9 +238,31 @@ def run_import(
         summary["bytes_sent"] / 1e6,
         summary["requests"],
         summary["throughput_mb_per_s"],
-        manifest,
+        manifest or "not kept",
     )
+    if settings.raise_on_error and run.first_error is not None:
+        raise run.first_error
     return summary
+
+
+def store_files(
+    client: StowClient,
+    source: Any,
+    study_instance_uid: str | None = None,
+    *,
+    settings: ImportSettings | None = None,
+    s3_client: Callable[[], S3Client] | None = None,
+    raise_on_error: bool = True,
+) -> StoreResult:
+    """Store what ``source`` names through the engine, without a manifest or resume, and return every result
+    (in the source's order) with the request records. ``study_instance_uid`` and ``raise_on_error`` override the
+    settings' ones: by default the first request that fails as a whole stops the import and its error is raised."""
+    settings = replace(settings or ImportSettings(), raise_on_error=raise_on_error)
+    if study_instance_uid is not None:
+        settings = replace(settings, study_instance_uid=study_instance_uid)
+    collect = Collector()
+    run_import(source, client=client, settings=settings, s3_client=s3_client, collect=collect)
+    return collect.store_result()
 
 
 def _read_headers(files: Sequence[InstanceFile], threads: int, run: _Run) -> list[DicomInstance]:
@@ -198,10 +278,16 @@ def _read_headers(files: Sequence[InstanceFile], threads: int, run: _Run) -> lis
     return [item for item in read_all if isinstance(item, DicomInstance)]
 
 
-def _skip_confirmed(accepted: Sequence[DicomInstance], run: _Run, settings: ImportSettings) -> list[DicomInstance]:
+def _skip_confirmed(
+    accepted: Sequence[DicomInstance], ledger: Ledger, run: _Run, settings: ImportSettings
+) -> list[DicomInstance]:
     """The instances still to send; those an earlier try confirmed (same file, SOP Instance UID, size and content
     fingerprint) are settled with their earlier result."""
-    confirmed = run.ledger.load()
+    try:
+        confirmed = ledger.load()
+    except OSError as exc:
+        run.log.warning("cannot read the resume ledger (%s); every file is sent", exc)
+        confirmed = {}
     if not confirmed:
         return list(accepted)
 
@@ -255,15 +341,16 @@ def _send_all(
         gate.acquire()
         answered = False
         try:
-            outcome = client.store_batch(batch, study)
+            outcome = client.store_batch(batch, study, pacer=gate)
             answered = True
-        except (StowAuthError, StowNotFound) as exc:
-            # Nothing can succeed with wrong credentials or data store: do not send the remaining batches.
-            aborted.append(f"an earlier request failed with HTTP {exc.status_code}")
-            outcome = failed_batch(batch, exc)
         except StowError as exc:
             answered = isinstance(exc, StowHTTPError)
             outcome = failed_batch(batch, exc)
+            with run.lock:
+                run.first_error = run.first_error or exc
+            if isinstance(exc, _HOPELESS) or settings.raise_on_error:
+                # e.g. wrong credentials, data store or CA bundle: no other request can succeed; do not send them.
+                aborted.append(f"an earlier request failed {_short(exc)}")
         except Exception as exc:  # a bug or an unexpected library error must not lose the batch's files
             run.log.exception("unexpected error while sending %d file(s)", len(batch))
             outcome = failed_batch(batch, StowError(f"unexpected error ({type(exc).__name__})"))
@@ -295,3 +382,9 @@ def _send_all(
         reporter.join()
         with run.lock:
             run.log.info("progress: %s", run.progress.line(time.monotonic()))
+
+
+def _short(error: StowError) -> str:
+    if isinstance(error, StowHTTPError):
+        return f"with HTTP {error.status_code}"
+    return f"({getattr(error, 'reason', None) or type(error).__name__})"

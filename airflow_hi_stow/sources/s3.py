@@ -5,7 +5,7 @@ from __future__ import annotations
 import errno
 import fnmatch
 import io
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, BinaryIO, cast
 
@@ -14,8 +14,6 @@ from botocore.exceptions import BotoCoreError, ClientError
 S3Client = Any
 """A boto3 ``s3`` client (e.g. from the amazon provider's ``S3Hook(aws_conn_id=...).get_conn()``)."""
 
-HEADER_RANGE = 64 * 1024
-"""Bytes fetched first for a DICOM header; the range doubles whenever pydicom reads beyond it."""
 _GLOB_CHARACTERS = "*?["
 
 
@@ -46,7 +44,7 @@ def _os_error(exc: Exception) -> OSError:
 
 @dataclass(frozen=True)
 class S3Object:
-    """One S3 object, as an :class:`~airflow_hi_stow.stow.instances.InstanceFile`.
+    """One S3 object, as an :class:`~airflow_hi_stow.sources.instances.InstanceFile`.
 
     Every read asks for the ETag seen when the object was listed (``IfMatch``), so what is sent is exactly that
     version of the object, and the ETag identifies the content in the resume ledger.
@@ -72,11 +70,10 @@ class S3Object:
     def open(self) -> BinaryIO:
         return cast(BinaryIO, io.BufferedReader(_StreamingReader(self._get()), buffer_size=1024 * 1024))
 
-    def open_header(self) -> BinaryIO:
-        return cast(BinaryIO, io.BufferedReader(_GrowingRange(self.name, self._read_range, self.size)))
-
-    def _read_range(self, start: int, end: int) -> bytes:
-        """Bytes ``start`` to ``end - 1``."""
+    def read_range(self, start: int, end: int) -> bytes:
+        """Bytes ``start`` to ``end - 1``, in one ranged GET."""
+        if end <= start:
+            return b""
         body = self._get(f"bytes={start}-{end - 1}")
         try:
             return bytes(body.read())
@@ -107,42 +104,14 @@ class _StreamingReader(io.RawIOBase):
         super().close()
 
 
-class _GrowingRange(io.RawIOBase):
-    """A seekable view of the start of an object, fetched with ranged GETs that double whenever a read goes
-    beyond what was fetched; the header of a DICOM file usually fits in the first :data:`HEADER_RANGE` bytes."""
-
-    def __init__(self, name: str, fetch: Callable[[int, int], bytes], size: int, first: int = HEADER_RANGE) -> None:
-        self.name = name
-        self.fetch = fetch
-        self.size = size
-        self.first = first
-        self.data = bytearray()
-        self.position = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self.position
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self.position, io.SEEK_END: self.size}[whence]
-        self.position = max(0, base + offset)
-        return self.position
-
-    def readinto(self, buffer: Any) -> int:
-        end = min(self.size, self.position + len(buffer))
-        if end > len(self.data):
-            wanted = min(self.size, max(end, 2 * len(self.data), self.first))
-            self.data += self.fetch(len(self.data), wanted)
-            end = min(end, len(self.data))
-        count = max(0, end - self.position)
-        buffer[:count] = self.data[self.position : self.position + count]
-        self.position += count
-        return count
+def read_s3_object(client: S3Client, bucket: str, key: str) -> bytes:
+    """A whole (small) object; raises OSError."""
+    try:
+        body = client.get_object(Bucket=bucket, Key=key)["Body"]
+        with body:
+            return bytes(body.read())
+    except (ClientError, BotoCoreError) as exc:
+        raise _os_error(exc) from None
 
 
 def list_s3(client: S3Client, uri: str) -> Iterator[S3Object]:

@@ -9,13 +9,13 @@ from requests import PreparedRequest
 from requests.auth import AuthBase
 
 from airflow_hi_stow.core import sigv4
-from airflow_hi_stow.stow.bodies import AwsChunkedBody, Body
+from airflow_hi_stow.transport.bodies import AwsChunkedBody, Body
 
 _SIGNED_REQUEST_HEADERS = ("Accept", "Content-Type")
 
 
 class SigV4StowAuth(AuthBase):
-    """Signs a request whose body is a :class:`~airflow_hi_stow.stow.bodies.Body`, in one of the payload modes.
+    """Signs a request whose body is a :class:`~airflow_hi_stow.transport.bodies.Body`, in one of the payload modes.
 
     Signed: ``host``, ``x-amz-date``, Accept, Content-Type, the payload headers and the session token.
     ``credentials`` is called once per request (e.g. ``RefreshableCredentials.get_frozen_credentials``), so a
@@ -40,7 +40,7 @@ class SigV4StowAuth(AuthBase):
     def __call__(self, request: PreparedRequest) -> PreparedRequest:
         body = request.body
         if not isinstance(body, Body):
-            raise TypeError("SigV4StowAuth signs bodies built by airflow_hi_stow.stow.bodies")
+            raise TypeError("SigV4StowAuth signs bodies built by airflow_hi_stow.transport.bodies")
         headers = {name: str(request.headers[name]) for name in _SIGNED_REQUEST_HEADERS if name in request.headers}
         body_hash = body.sha256 if self.payload_signing is sigv4.PayloadSigning.SHA256 else None
         headers.update(sigv4.payload_headers(self.payload_signing, len(body), body_hash))

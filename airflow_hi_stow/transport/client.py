@@ -1,28 +1,30 @@
-"""The STOW-RS client: checks DICOM P10 files, then stores them, streaming each request body from its source."""
+"""The STOW-RS client: sends checked DICOM instances in one request each, streaming the body from the files,
+re-signing and re-reading them on every retry, and maps the server's answer to one result per instance."""
 
 from __future__ import annotations
 
 import json
 import logging
-import os
+import ssl
+import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from urllib.parse import quote
+from types import TracebackType
+from typing import Protocol
+from urllib.parse import quote, urlsplit
 
 import requests
-from requests.adapters import HTTPAdapter
 from requests.auth import AuthBase
 
-from airflow_hi_stow import __version__
 from airflow_hi_stow.core import status_codes
-from airflow_hi_stow.core.batching import DEFAULT_MAX_BATCH_BYTES, DEFAULT_MAX_BATCH_INSTANCES, plan_batches
 from airflow_hi_stow.core.multipart import DICOM_JSON_MEDIA_TYPE
 from airflow_hi_stow.core.results import InstanceResult, Outcome, RequestRecord, StoreResult
 from airflow_hi_stow.core.store_response import NotAStoreResponse, StoreResponse, parse_store_response
 from airflow_hi_stow.core.uids import is_valid_uid
-from airflow_hi_stow.stow.bodies import Body, MultipartBody, SinglePartBody
-from airflow_hi_stow.stow.errors import (
+from airflow_hi_stow.sources.instances import DicomInstance
+from airflow_hi_stow.transport.bodies import Body, MultipartBody, SinglePartBody
+from airflow_hi_stow.transport.errors import (
     BoundaryCollision,
     SourceError,
     StowAuthError,
@@ -31,27 +33,18 @@ from airflow_hi_stow.stow.errors import (
     StowHTTPError,
     StowNotFound,
     StowPayloadTooLarge,
+    StowProxyError,
     StowRetriesExhausted,
+    StowTLSError,
     StowUnsupportedMediaType,
     error_reason,
 )
-from airflow_hi_stow.stow.instances import (
-    DicomInstance,
-    InstanceFile,
-    InvalidInstance,
-    LocalFile,
-    read_instance,
-)
-from airflow_hi_stow.stow.retry import THROTTLING_STATUSES, RetryPolicy
+from airflow_hi_stow.transport.retry import THROTTLING_STATUSES, RetryPolicy
+from airflow_hi_stow.transport.session import HttpSettings, new_session
 
 log = logging.getLogger(__name__)
 
-Source = DicomInstance | InstanceFile | str | os.PathLike[str]
-
-DEFAULT_TIMEOUT = (10.0, 900.0)
-"""Connect and read timeouts in seconds; a 1 GB request may take minutes to be processed."""
 REQUEST_ID_HEADERS = ("x-amzn-RequestId", "x-amz-request-id", "X-Request-Id")
-MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"
 _MAX_BODY_REBUILDS = 3
 _ERRORS: dict[int, tuple[type[StowHTTPError], str]] = {
     400: (StowBadRequest, "the server could not parse the request"),
@@ -64,17 +57,28 @@ _ERRORS: dict[int, tuple[type[StowHTTPError], str]] = {
     413: (StowPayloadTooLarge, "send fewer or smaller instances per request"),
     415: (StowUnsupportedMediaType, "the server does not accept this body form"),
 }
+_TLS_HINT = (
+    "if a proxy or a TLS-inspecting gateway re-signs the traffic, set the connection's verify extra (or "
+    "AWS_CA_BUNDLE) to its CA bundle"
+)
 
 
-def new_session(max_connections: int = 10) -> requests.Session:
-    """A session whose connection pool holds ``max_connections`` keep-alive connections, without retries of its
-    own (the client retries, re-signing and re-reading the files)."""
-    session = requests.Session()
-    adapter = HTTPAdapter(pool_connections=4, pool_maxsize=max_connections, max_retries=0)
-    session.mount("https://", adapter)
-    session.mount("http://", adapter)
-    session.headers["User-Agent"] = f"airflow-hi-stow/{__version__} {requests.utils.default_user_agent()}"
-    return session
+class RetryPacer(Protocol):
+    """What paces the client's retries: told of every retry (a throttling signal), and waits the back-off."""
+
+    def on_retry(self, status: int | None) -> None:
+        """Called before each retry with the HTTP status (None for a lost connection)."""
+        ...
+
+    def sleep_before_retry(self, delay: float) -> None: ...
+
+
+class _Unpaced:
+    def on_retry(self, status: int | None) -> None:
+        pass
+
+    def sleep_before_retry(self, delay: float) -> None:
+        time.sleep(delay)
 
 
 @dataclass(frozen=True)
@@ -87,11 +91,13 @@ class _Exchange:
 
 
 class StowClient:
-    """Stores DICOM P10 files on a DICOMweb STOW-RS server (HealthImaging, Orthanc, ...).
+    """Stores checked DICOM instances on a DICOMweb STOW-RS server (HealthImaging, Orthanc, ...), one request per
+    call of :meth:`store_batch`; the import engine (:mod:`airflow_hi_stow.engine`) decides what goes in each.
 
     ``base_url`` is the URL that ``/studies`` is appended to (for HealthImaging,
     ``https://dicom-medical-imaging.{region}.amazonaws.com/datastore/{datastoreId}``). ``auth`` signs each
-    attempt (SigV4, basic, bearer...). Safe to share between threads.
+    attempt (SigV4, basic, bearer...). ``http`` holds TLS, proxy, timeout and pool settings. Safe to share between
+    threads; close it (or use it as a context manager) to release its connections.
     """
 
     def __init__(
@@ -99,27 +105,37 @@ class StowClient:
         base_url: str,
         *,
         auth: AuthBase | None = None,
-        session: requests.Session | None = None,
+        http: HttpSettings | None = None,
         retry: RetryPolicy | None = None,
-        timeout: float | tuple[float, float] = DEFAULT_TIMEOUT,
         single_part: bool = False,
         max_request_bytes: int | None = None,
         headers: Mapping[str, str] | None = None,
-        on_retry: Callable[[int | None], None] | None = None,
-        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.auth = auth
-        self.session = session or new_session()
+        self.http = http or HttpSettings()
+        self.session = new_session(self.http)
         self.retry = retry or RetryPolicy()
-        self.timeout = timeout
         self.single_part = single_part
-        """Send a lone instance as ``application/dicom`` (falls back to multipart for good after a 415)."""
+        """Send a lone instance as ``application/dicom`` (unless the server refused that form once, with 415)."""
         self.max_request_bytes = max_request_bytes
         self.headers = dict(headers or {})
-        self.on_retry = on_retry
-        """Called before each retry with the HTTP status (None for a lost connection): a throttling signal."""
-        self.sleep = sleep
+        self._single_part_refused = threading.Event()
+
+    def close(self) -> None:
+        self.session.close()
+
+    def __enter__(self) -> StowClient:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, value: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        self.close()
+
+    @property
+    def sends_single_part(self) -> bool:
+        return self.single_part and not self._single_part_refused.is_set()
 
     def studies_url(self, study_instance_uid: str | None = None) -> str:
         """StoreDICOM (``/studies``) or StoreDICOMStudy (``/studies/{uid}``)."""
@@ -129,76 +145,20 @@ class StowClient:
             raise ValueError("study_instance_uid is not a valid DICOM UID")
         return f"{self.base_url}/studies/{quote(study_instance_uid)}"
 
-    def store(
+    def store_batch(
         self,
-        sources: Iterable[Source],
+        instances: Sequence[DicomInstance],
         study_instance_uid: str | None = None,
         *,
-        max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES,
-        max_batch_instances: int = DEFAULT_MAX_BATCH_INSTANCES,
-        raise_on_error: bool = True,
+        pacer: RetryPacer | None = None,
     ) -> StoreResult:
-        """Check every source, then store the good ones in requests of bounded size, one after another.
-
-        Every source gets exactly one result. When a request fails as a whole, StowHTTPError (or
-        StowRetriesExhausted) is raised, naming the files of that request; with ``raise_on_error=False`` those
-        files are reported FAILED with the error as reason, and the remaining requests are still sent.
-        """
-        instances, rejected = self.prepare(sources, study_instance_uid)
-        result = StoreResult(tuple(rejected))
-        for batch in plan_batches(
-            instances, lambda item: item.size, max_bytes=max_batch_bytes, max_instances=max_batch_instances
-        ):
-            try:
-                result += self.store_batch(batch, study_instance_uid)
-            except StowError as exc:
-                if raise_on_error:
-                    raise
-                result += failed_batch(batch, exc)
-        return result
-
-    def prepare(
-        self, sources: Iterable[Source], study_instance_uid: str | None = None
-    ) -> tuple[list[DicomInstance], list[InstanceResult]]:
-        """Read each source's header and run the checks made before sending.
-
-        Returns the instances fit to send and a REJECTED result (with its reason) for each of the others: not a
-        DICOM P10 file, a missing identifier, another study than ``study_instance_uid`` (StoreDICOMStudy), a
-        SOP Instance UID already present in this set, or larger than ``max_request_bytes``.
-        """
-        if study_instance_uid is not None and not is_valid_uid(study_instance_uid):
-            raise ValueError("study_instance_uid is not a valid DICOM UID")
-        accepted: list[DicomInstance] = []
-        rejected: list[InstanceResult] = []
-        first_seen: dict[str, str] = {}
-        for source in sources:
-            try:
-                instance = to_instance(source)
-            except InvalidInstance as exc:
-                rejected.append(InstanceResult(exc.source, Outcome.REJECTED, reason=exc.reason))
-                continue
-            problem = None
-            if instance.sop_class_uid == MEDIA_STORAGE_DIRECTORY:
-                problem = "a DICOMDIR (media directory), not an instance to store"
-            elif study_instance_uid is not None and instance.study_instance_uid != study_instance_uid:
-                problem = "StudyInstanceUID differs from the study of this StoreDICOMStudy request"
-            elif instance.sop_instance_uid in first_seen:
-                problem = f"duplicate SOP Instance UID: the same instance as {first_seen[instance.sop_instance_uid]}"
-            elif self.max_request_bytes is not None and instance.size > self.max_request_bytes:
-                problem = f"larger than the {self.max_request_bytes}-byte limit per request"
-            if problem:
-                rejected.append(instance_result(instance, Outcome.REJECTED, reason=problem))
-            else:
-                first_seen[instance.sop_instance_uid] = instance.name
-                accepted.append(instance)
-        return accepted, rejected
-
-    def store_batch(self, instances: Sequence[DicomInstance], study_instance_uid: str | None = None) -> StoreResult:
-        """Store checked instances (see :meth:`prepare`) in one request; on 413 the batch is halved and resent."""
+        """Store checked instances (see :func:`airflow_hi_stow.engine.checks.check_instances`) in one request;
+        on 413 the batch is halved and resent. ``pacer`` is told of retries and waits their back-off."""
         if not instances:
             return StoreResult(())
+        pacer = pacer or _Unpaced()
         try:
-            return self._store_request(instances, study_instance_uid)
+            return self._store_request(instances, study_instance_uid, pacer)
         except SourceError as exc:
             # A file vanished or changed mid-send: report it, and resend the others without it.
             unreadable = [i for i in instances if i.name == exc.source]
@@ -206,44 +166,53 @@ class StowClient:
                 raise
             rest = [i for i in instances if i.name != exc.source]
             failed = StoreResult(tuple(instance_result(i, Outcome.FAILED, reason=exc.reason) for i in unreadable))
-            return failed + self.store_batch(rest, study_instance_uid)
+            return failed + self.store_batch(rest, study_instance_uid, pacer=pacer)
         except StowPayloadTooLarge:
             if len(instances) == 1:
                 raise
             half = len(instances) // 2
             log.warning("HTTP 413 for %d instances; resending them in two halves", len(instances))
-            return self.store_batch(instances[:half], study_instance_uid) + self.store_batch(
-                instances[half:], study_instance_uid
+            return self.store_batch(instances[:half], study_instance_uid, pacer=pacer) + self.store_batch(
+                instances[half:], study_instance_uid, pacer=pacer
             )
 
-    def _store_request(self, instances: Sequence[DicomInstance], study_instance_uid: str | None) -> StoreResult:
+    def _store_request(
+        self, instances: Sequence[DicomInstance], study_instance_uid: str | None, pacer: RetryPacer
+    ) -> StoreResult:
         names = [instance.name for instance in instances]
         url = self.studies_url(study_instance_uid)
         for _ in range(_MAX_BODY_REBUILDS):
-            single = self.single_part and len(instances) == 1
+            single = self.sends_single_part and len(instances) == 1
             body: Body = SinglePartBody(instances[0].file) if single else MultipartBody([i.file for i in instances])
             try:
-                exchange = self._post(url, body, names)
+                exchange = self._post(url, body, names, pacer)
             except BoundaryCollision:
                 log.warning("the multipart boundary occurred in a file; rebuilding the body with a new one")
                 continue
             if exchange.response.status_code == 415 and single:
                 log.info("the server refused single-part application/dicom (HTTP 415); sending multipart from now on")
-                self.single_part = False
+                self._single_part_refused.set()
                 continue
             return self._interpret(exchange, instances)
         raise StowError(f"could not build a request body for {len(names)} file(s) after {_MAX_BODY_REBUILDS} tries")
 
-    def _post(self, url: str, body: Body, names: Sequence[str]) -> _Exchange:
+    def _post(self, url: str, body: Body, names: Sequence[str], pacer: RetryPacer) -> _Exchange:
         """POST with retries: every attempt re-signs and re-reads the files from the start."""
         headers = {"Accept": DICOM_JSON_MEDIA_TYPE, "Content-Type": body.content_type, **self.headers}
+        options = self.http.request_options()
         started = time.monotonic()
         throttled = 0
         for attempt in range(1, self.retry.max_attempts + 1):
             status: int | None = None
             retry_after: str | None = None
             try:
-                response = self.session.post(url, data=body, headers=headers, auth=self.auth, timeout=self.timeout)
+                response = self.session.post(url, data=body, headers=headers, auth=self.auth, **options)
+            except requests.exceptions.SSLError as exc:
+                raise StowTLSError(_tls_problem(exc), urlsplit(url).hostname or url, names, _TLS_HINT) from None
+            except requests.exceptions.ProxyError as exc:
+                if "407" in str(exc):
+                    raise StowProxyError("the proxy asks for authentication (HTTP 407)", names) from None
+                problem = "proxy problem (the proxy could not be reached or could not connect)"
             except (
                 requests.ConnectionError,
                 requests.Timeout,
@@ -271,9 +240,8 @@ class StowClient:
                 problem,
                 delay,
             )
-            if self.on_retry is not None:
-                self.on_retry(status)
-            self.sleep(delay)
+            pacer.on_retry(status)
+            pacer.sleep_before_retry(delay)
         raise AssertionError("unreachable: the loop returns or raises")
 
     def _interpret(self, exchange: _Exchange, instances: Sequence[DicomInstance]) -> StoreResult:
@@ -323,16 +291,22 @@ class StowClient:
         return StoreResult(tuple(results), (record,))
 
 
-def to_instance(source: Source) -> DicomInstance:
-    """A source as a checked DicomInstance (reading its header); raises InvalidInstance."""
-    if isinstance(source, DicomInstance):
-        return source
-    if isinstance(source, str | os.PathLike):
-        try:
-            source = LocalFile.at(source)
-        except OSError as exc:
-            raise InvalidInstance(str(source), f"cannot read the file ({exc.strerror})") from None
-    return read_instance(source)
+def _tls_problem(error: requests.exceptions.SSLError) -> str:
+    """The certificate problem in a few words (e.g. "self-signed certificate in certificate chain"), found in the
+    chain of errors that requests and urllib3 wrap around Python's ssl error."""
+    pending: list[object] = [error]
+    seen: set[int] = set()
+    while pending:
+        cause = pending.pop(0)
+        if not isinstance(cause, BaseException) or id(cause) in seen:
+            continue
+        seen.add(id(cause))
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return f"certificate verification failed: {cause.verify_message}"
+        if isinstance(cause, ssl.SSLError):
+            return f"TLS handshake failed: {cause.reason or type(cause).__name__}"
+        pending.extend([*cause.args, getattr(cause, "reason", None), cause.__cause__, cause.__context__])
+    return "TLS handshake failed"
 
 
 def failed_batch(instances: Sequence[DicomInstance], error: StowError) -> StoreResult:
@@ -342,7 +316,7 @@ def failed_batch(instances: Sequence[DicomInstance], error: StowError) -> StoreR
     when every attempt lost its connection or ended in another server error: the server may have stored them.
     """
     status = getattr(error, "status_code", None)
-    reason = error.reason if isinstance(error, StowHTTPError) else str(error).split("; ")[0]
+    reason = str(getattr(error, "reason", None) or str(error).split("; ")[0])
     if isinstance(error, StowHTTPError):
         reason = f"HTTP {error.status_code}: {reason}"
     unknown_fate = isinstance(error, StowRetriesExhausted) and status not in THROTTLING_STATUSES

@@ -1,0 +1,242 @@
+"""Expanding what users give as a source (paths, directories, globs, S3 URIs, lists of these, file lists) into the
+files to store.
+
+A file list is a mapping ``{"manifest": "<path or s3:// URI>"}`` naming a JSON-lines file with one entry per line,
+a JSON string (a path, URI, glob...) or an object with a ``"source"`` (as the validation step's ``good.jsonl`` and
+the store manifests write them): the compact form in which steps hand large selections to the next, and
+:class:`~airflow_hi_stow.operators.partition.PartitionDicomOperator` hands shards to mapped tasks.
+"""
+
+from __future__ import annotations
+
+import ast
+import glob
+import json
+import os
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+from airflow_hi_stow.core.results import InstanceResult, Outcome
+from airflow_hi_stow.sources.fingerprints import HashingLocalFile
+from airflow_hi_stow.sources.instances import InstanceFile
+from airflow_hi_stow.sources.s3 import S3Client, is_s3_uri, list_s3, read_s3_object, split_s3_uri
+
+_GLOB_CHARACTERS = frozenset("*?[")
+
+
+def expand_local(paths: Iterable[str | os.PathLike[str]]) -> Iterator[str]:
+    """Each file as given, and every regular file under each directory (recursively, in sorted order).
+
+    A path that does not exist is passed through, so that it is reported instead of silently dropped.
+    """
+    for path in paths:
+        root = Path(path)
+        if root.is_dir():
+            for directory, subdirs, files in os.walk(root):
+                subdirs.sort()
+                for name in sorted(files):
+                    candidate = Path(directory, name)
+                    if candidate.is_file():
+                        yield str(candidate)
+        else:
+            yield str(root)
+
+
+@dataclass(frozen=True)
+class FileList:
+    """A file naming the entries of a source, one per line."""
+
+    uri: str
+
+    KEY: ClassVar[str] = "manifest"
+
+    def to_source(self, **details: Any) -> dict[str, Any]:
+        """The JSON-serialisable form a source takes (``details`` such as counts ride along, unread)."""
+        return {self.KEY: self.uri, **details}
+
+
+def write_file_list(entries: Iterable[str]) -> bytes:
+    return b"".join(json.dumps(entry).encode() + b"\n" for entry in entries)
+
+
+def read_file_list(data: bytes) -> list[str]:
+    """The entries of a file list; raises ValueError on a line that is neither a JSON string nor an object with a
+    ``"source"`` string."""
+    entries = []
+    for number, line in enumerate(data.decode("utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        entry = json.loads(line)
+        if isinstance(entry, dict):
+            entry = entry.get("source")
+        if not isinstance(entry, str):
+            raise ValueError(f"line {number} names no source")
+        entries.append(entry)
+    return entries
+
+
+def flatten_source(source: Any) -> Iterator[str | FileList]:
+    """The source entries, from a path, a file list, a list of these (nested, e.g. an XCom of a mapped task), or
+    the text of such a list (what a Jinja template renders an XCom list to)."""
+    if source is None:
+        return
+    if isinstance(source, os.PathLike):
+        yield os.fspath(source)
+    elif isinstance(source, str):
+        text = source.strip()
+        if text.startswith("["):
+            parsed = _parse_list(text)
+            if parsed is not None:
+                yield from flatten_source(parsed)
+                return
+        if text:
+            yield text
+    elif isinstance(source, Mapping) and isinstance(source.get(FileList.KEY), str):
+        yield FileList(source[FileList.KEY])
+    elif isinstance(source, Mapping | bytes):
+        raise TypeError(
+            f"source must be a path, an S3 URI, a file list or a list of these, not {type(source).__name__}"
+        )
+    elif isinstance(source, Iterable):
+        for item in source:
+            yield from flatten_source(item)
+    else:
+        raise TypeError(
+            f"source must be a path, an S3 URI, a file list or a list of these, not {type(source).__name__}"
+        )
+
+
+def _parse_list(text: str) -> list[Any] | None:
+    for parse in (json.loads, ast.literal_eval):
+        try:
+            value = parse(text)
+        except (ValueError, SyntaxError):
+            continue
+        if isinstance(value, list):
+            return value
+    return None
+
+
+def resolve_sources(
+    source: Any, s3_client: Callable[[], S3Client] | None = None, *, threads: int = 8
+) -> Iterator[InstanceFile | InstanceResult]:
+    """Every file a source names, once, in order: local files (hashing as they are read, see
+    :mod:`~airflow_hi_stow.sources.fingerprints`) and S3 objects. An entry naming nothing (a missing path, a glob or
+    prefix without matches, an unreadable listing) comes out as a REJECTED result with the reason, never dropped.
+
+    Entries are looked up in ``threads`` threads (a list of many S3 keys needs one request per key).
+    ``s3_client`` is called once, when the first ``s3://`` entry is met.
+    """
+    entries = list(flatten_source(source))
+    client = _Once(s3_client)
+
+    def look_up(entry: str | FileList) -> list[InstanceFile | InstanceResult]:
+        if not isinstance(entry, FileList):
+            return _look_up_entry(client, entry)
+        listed = _listed_entries(client, entry)
+        if isinstance(listed, InstanceResult):
+            return [listed]
+        return [item for name in listed for item in _look_up_entry(client, name)]
+
+    seen: set[str] = set()
+    with ThreadPoolExecutor(threads, thread_name_prefix="hi-stow-list") as pool:
+        for found in pool.map(look_up, entries):
+            for item in found:
+                name = item.source if isinstance(item, InstanceResult) else item.name
+                if name not in seen:
+                    seen.add(name)
+                    yield item
+
+
+class _Once:
+    """The S3 client, built by the factory the first time an entry needs it (from any thread), or None."""
+
+    def __init__(self, factory: Callable[[], S3Client] | None) -> None:
+        self.factory = factory
+        self.lock = threading.Lock()
+        self.client: S3Client | None = None
+
+    def __call__(self) -> S3Client | None:
+        with self.lock:
+            if self.client is None and self.factory is not None:
+                self.client = self.factory()
+            return self.client
+
+
+def _look_up_entry(client: _Once, entry: str) -> list[InstanceFile | InstanceResult]:
+    if not is_s3_uri(entry):
+        return list(_local_files(entry))
+    s3 = client()
+    if s3 is None:
+        return [_nothing(entry, "an s3:// source needs an S3 connection")]
+    return list(_s3_files(s3, entry))
+
+
+def _listed_entries(client: _Once, listing: FileList) -> list[str] | InstanceResult:
+    """The entries a file list names, or a REJECTED result saying why it cannot be read."""
+    try:
+        if is_s3_uri(listing.uri):
+            s3 = client()
+            if s3 is None:
+                return _nothing(listing.uri, "an s3:// file list needs an S3 connection")
+            bucket, key = split_s3_uri(listing.uri)
+            data = read_s3_object(s3, bucket, key)
+        else:
+            data = Path(listing.uri).read_bytes()
+        return read_file_list(data)
+    except OSError as exc:
+        return _nothing(listing.uri, f"cannot read the file list ({exc.strerror or exc})")
+    except ValueError as exc:
+        return _nothing(listing.uri, f"not a file list ({exc})")
+
+
+def _nothing(entry: str, reason: str) -> InstanceResult:
+    return InstanceResult(entry, Outcome.REJECTED, reason=reason)
+
+
+def _s3_files(client: S3Client, uri: str) -> Iterator[InstanceFile | InstanceResult]:
+    count = 0
+    try:
+        for item in list_s3(client, uri):
+            count += 1
+            yield item
+    except OSError as exc:
+        yield _nothing(uri, f"cannot list the S3 objects ({exc.strerror})")
+        return
+    except ValueError as exc:
+        yield _nothing(uri, str(exc).split(": ", 1)[-1])
+        return
+    if not count:
+        yield _nothing(uri, "no S3 object matches")
+
+
+def _local_files(entry: str) -> Iterator[InstanceFile | InstanceResult]:
+    if not os.path.lexists(entry) and _GLOB_CHARACTERS & set(entry):
+        matches = sorted(glob.glob(entry, recursive=True))
+        if not matches:
+            yield _nothing(entry, "no file matches the pattern")
+        for path in expand_local(matches):
+            yield from _local_file(path)
+        return
+    if os.path.isdir(entry):
+        count = 0
+        for path in expand_local([entry]):
+            count += 1
+            yield from _local_file(path)
+        if not count:
+            yield _nothing(entry, "the directory holds no file")
+        return
+    yield from _local_file(entry)
+
+
+def _local_file(path: str) -> Iterator[InstanceFile | InstanceResult]:
+    try:
+        yield HashingLocalFile.at(path)
+    except FileNotFoundError:
+        yield _nothing(path, "no such file or directory")
+    except OSError as exc:
+        yield _nothing(path, f"cannot read the file ({exc.strerror or type(exc).__name__})")
