@@ -1,0 +1,103 @@
+"""The identifying values of one original instance, and searching text or encoded bytes for them.
+
+Used twice: to clean free text (option code C) and, after de-identification, by the residue scan. The values live in
+memory only for the instance being processed; nothing here logs, prints or returns them, only the attribute they came
+from.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+MIN_TOKEN = 4  # shorter values would match everywhere (pixel bytes included)
+MIN_DIGITS_TOKEN = 6  # a short number is as likely a slice location or a pixel run as an identifier
+_PN_SPLIT = re.compile(r"[\^=]+")
+SCRUBBED = "***"
+# Words of the engine's own replacement values: an original holding one of them (already anonymised data often
+# says "ANON") is not found again in every output.
+OWN_WORDS = frozenset({"anon", "anonymized", "removed", "99histow", "removed by de-identification"})
+
+# Keywords of the attributes whose removed or replaced values are identifying (names, IDs, accession, addresses,
+# device and station identifiers...). PN, DA and DT values always are; descriptions and comments are not.
+IDENTIFYING_KEYWORD = re.compile(
+    r"Name|ID$|IDs|Identifier|Number|Address|Serial|Station|Institution|Department|Telephone|Accession|"
+    r"Location|Locator|Physician|Operator|Author|Issuer|Room|Bed|Insurance|Branch|Country|Region|Occupation|"
+    r"Organization|Contact|Label|Signature|Facility|Site"
+)
+TEXT_VRS = frozenset({"LO", "SH", "ST", "LT", "UT", "UC", "AE", "CS", "UR"})
+
+
+@dataclass(frozen=True)
+class Token:
+    """One identifying value, lower-cased, and the keyword of the attribute it came from."""
+
+    text: str
+    attribute: str
+    uid: bool = False
+
+    def _joins(self, char: str) -> bool:
+        return char.isalnum() or char == "_" or (self.uid and char == ".")
+
+    def occurs_in(self, haystack: str) -> bool:
+        """True when the value stands in ``haystack`` (lower-cased) as a whole word or number."""
+        start, size = 0, len(self.text)
+        while (found := haystack.find(self.text, start)) >= 0:
+            before = haystack[found - 1] if found else ""
+            after = haystack[found + size] if found + size < len(haystack) else ""
+            if not self._joins(before) and not self._joins(after):
+                return True
+            start = found + 1
+        return False
+
+
+class Identifiers:
+    """The identifying values of one instance, each once, with the attribute that first held it."""
+
+    def __init__(self) -> None:
+        self._tokens: dict[str, Token] = {}
+        self.uids: set[str] = set()
+
+    def __len__(self) -> int:
+        return len(self._tokens)
+
+    def _add(self, text: str, attribute: str, uid: bool = False) -> None:
+        text = text.strip().lower()
+        minimum = MIN_DIGITS_TOKEN if text.replace(".", "").isdigit() else MIN_TOKEN
+        if len(text) >= minimum and text not in self._tokens and text not in OWN_WORDS:
+            self._tokens[text] = Token(text, attribute, uid)
+            # The same value as it stands in a file read as Latin-1 when its UTF-8 encoding differs.
+            encoded = text.encode("utf-8").decode("latin-1")
+            if encoded != text:
+                self._tokens[encoded] = Token(encoded, attribute, uid)
+
+    def add_text(self, value: str, attribute: str) -> None:
+        self._add(value, attribute)
+
+    def add_person_name(self, value: str, attribute: str) -> None:
+        self._add(value, attribute)
+        for part in _PN_SPLIT.split(value):
+            self._add(part, attribute)
+
+    def add_date(self, value: str, attribute: str) -> None:
+        """A DA or DT value: its date part (YYYYMMDD) is what must not survive."""
+        date = value.strip()[:8]
+        if len(date) == 8 and date.isdigit():
+            self._add(date, attribute)
+
+    def add_uid(self, value: str, attribute: str) -> None:
+        self.uids.add(value)
+        self._add(value, attribute, uid=True)
+
+    def first_in(self, haystack: str) -> Token | None:
+        """The first identifying value standing in ``haystack`` (lower-cased by the caller)."""
+        return next((token for token in self._tokens.values() if token.occurs_in(haystack)), None)
+
+    def scrub(self, text: str) -> str:
+        """``text`` with every identifying value replaced by ``***`` (option code C for free text)."""
+        lowered = text.lower()
+        for token in self._tokens.values():
+            if token.occurs_in(lowered):
+                text = re.sub(rf"(?<![0-9A-Za-z_]){re.escape(token.text)}(?![0-9A-Za-z_])", SCRUBBED, text, flags=re.I)
+                lowered = text.lower()
+        return text
