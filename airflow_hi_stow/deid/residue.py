@@ -12,23 +12,30 @@ from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
 from airflow_hi_stow.deid.identifiers import Identifiers, Token
+from airflow_hi_stow.deid.transform import element_vr, tag_keyword
 
 _BULK_VRS = frozenset({"OB", "OW", "OD", "OF", "OL", "OV", "UN", "SQ"})
 
 
 def _texts(ds: Dataset, path: str = "") -> Iterator[tuple[str, str]]:
-    """(location, lower-cased text) of every non-bulk element, at any depth."""
-    for elem in ds:
-        location = f"{path}{elem.keyword or elem.tag}"
-        if elem.VR == "SQ":
-            for index, item in enumerate(elem.value or ()):
+    """(location, lower-cased text) of every non-bulk element, at any depth; raw values are read as Latin-1."""
+    for tag in list(ds.keys()):
+        vr = element_vr(ds, tag)
+        location = f"{path}{tag_keyword(tag) or tag}"
+        if vr == "SQ":
+            for index, item in enumerate(ds[tag].value or ()):
                 yield from _texts(item, f"{location}[{index}]/")
-        elif elem.VR not in _BULK_VRS and elem.value is not None:
-            value = elem.value
-            text = "\\".join(str(v) for v in value) if isinstance(value, MultiValue | list) else str(value)
-            yield location, text.lower()
-        elif elem.VR in ("OB", "UN") and isinstance(elem.value, bytes) and len(elem.value) <= 65536:
-            yield location, elem.value.decode("latin-1").lower()  # private or unknown data that may hold text
+            continue
+        elem = ds.get_item(tag)
+        value = elem.value if elem is not None else None
+        if value is None or (vr in _BULK_VRS and not (vr in ("OB", "UN") and len(value) <= 65536)):
+            continue  # bulk data; private or unknown OB/UN may hold text and is read below
+        if isinstance(value, bytes):
+            yield location, value.decode("latin-1").lower()
+        elif isinstance(value, MultiValue | list):
+            yield location, "\\".join(str(v) for v in value).lower()
+        else:
+            yield location, str(value).lower()
 
 
 def scan_dataset(ds: Dataset, identifiers: Identifiers) -> tuple[Token, str] | None:

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
+from pydicom.datadict import dictionary_VR, keyword_for_tag
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
@@ -93,6 +95,7 @@ class Transform:
         self._safe_private = (
             {(s.creator.strip(), s.group, s.element): s.vr for s in safe_private} if options.retain_safe_private else {}
         )
+        self._safe_offsets = {(group, element) for _, group, element in self._safe_private}
         self._actions: dict[tuple[str, str, int, str], str] = {}
 
     # -- actions --------------------------------------------------------------------------------------------
@@ -122,19 +125,23 @@ class Transform:
     # -- first walk: what the instance holds ----------------------------------------------------------------
 
     def collect(self, ds: Dataset, context: InstanceContext, path: tuple[str, ...] = (), removed: bool = False) -> None:
-        """Record the identifying values and the UIDs to replace, without changing ``ds``."""
-        for elem in ds:
-            if elem.tag.is_private or elem.tag.group == 0x0002:
+        """Record the identifying values and the UIDs to replace, without changing ``ds``.
+
+        Elements are read raw and converted only when their value matters, which is most of the speed of a run.
+        """
+        for tag in list(ds.keys()):
+            if tag.is_private or tag.group == 0x0002:
                 continue
-            keyword = elem.keyword
-            action = self.action(context.sop_class_uid, "/".join((*path, keyword)), elem.tag, elem.VR)
-            gone = removed or action not in (KEEP, MAYBE_UID, REFERENCES)
-            if elem.VR == "SQ":
+            vr, keyword = element_vr(ds, tag), tag_keyword(tag)
+            action = self.action(context.sop_class_uid, "/".join((*path, keyword)), tag, vr)
+            if vr == "SQ":
                 replaced = action in (REMOVE, EMPTY) or (action == DUMMY and keyword.endswith("CodeSequence"))
-                for item in elem.value or ():
+                for item in ds[tag].value or ():
                     self.collect(item, context, (*path, keyword), removed or replaced)
-            elif gone and elem.value not in (None, "", b""):
-                _record(context.identifiers, elem, keyword, action)
+            elif removed or action not in (KEEP, MAYBE_UID, REFERENCES):
+                elem = ds[tag]
+                if elem.value not in (None, "", b""):
+                    _record(context.identifiers, elem, keyword, action)
 
     # -- second walk: apply ---------------------------------------------------------------------------------
 
@@ -145,12 +152,11 @@ class Transform:
         """
         kept_blocks: set[tuple[int, int]] = set()
         overlay_groups: set[int] = set()
-        for elem in list(ds):
-            tag = elem.tag
+        for tag in list(ds.keys()):
             if tag.is_private:
                 if 0x10 <= tag.element <= 0xFF:  # a private creator: kept below while its block holds something
                     continue
-                if tag.element >= 0x1000 and self._keep_private(ds, elem, context):
+                if (tag.group, tag.element & 0xFF) in self._safe_offsets and self._keep_private(ds, ds[tag], context):
                     kept_blocks.add((tag.group, tag.element >> 8))
                 else:
                     del ds[tag]
@@ -158,17 +164,17 @@ class Transform:
             if tag.group == 0x0002 or tag.element == 0:  # stray meta or group length: rewritten by the writer
                 del ds[tag]
                 continue
-            keyword = elem.keyword
-            action = self.action(context.sop_class_uid, "/".join((*path, keyword)), tag, elem.VR)
-            if action == KEEP and elem.VR in _FREE_TEXT_VRS and self.table.rule_for(tag) is None:
+            vr, keyword = element_vr(ds, tag), tag_keyword(tag)
+            action = self.action(context.sop_class_uid, "/".join((*path, keyword)), tag, vr)
+            if action == KEEP and vr in _FREE_TEXT_VRS and self.table.rule_for(tag) is None:
                 action = free_text
             if action == REMOVE or (action == CLEAN and tag.group & 0xFF00 in (0x5000, 0x6000)):
                 # No cleaner for curve or overlay bitmaps: Clean Graphics still removes them here.
                 if tag.group & 0xFF00 == 0x6000 and tag.element == _OVERLAY_DATA:
                     overlay_groups.add(tag.group)
                 del ds[tag]
-            else:
-                self._apply_one(ds, elem, action, context, (*path, keyword), free_text)
+            elif action != KEEP or vr == "SQ":  # anything else kept stays raw and is written as it was read
+                self._apply_one(ds, ds[tag], action, context, (*path, keyword), free_text)
         remaining: list[BaseTag] = list(ds.keys())
         for tag in remaining:
             creator_unused = (
@@ -282,6 +288,23 @@ class Transform:
             for item in elem.value or ():
                 self.apply(item, context, ())
         return True
+
+
+@cache
+def tag_keyword(tag: int) -> str:
+    return keyword_for_tag(tag)
+
+
+def element_vr(ds: Dataset, tag: BaseTag) -> str:
+    """The VR of an element without converting its value (from the dictionary for implicit VR data)."""
+    raw = ds.get_item(tag)
+    vr = raw.VR if raw is not None else None
+    if vr:
+        return str(vr)
+    try:
+        return str(dictionary_VR(tag))
+    except KeyError:
+        return "UN"
 
 
 def _record(identifiers: Identifiers, elem: DataElement, keyword: str, action: str) -> None:
