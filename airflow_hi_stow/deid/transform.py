@@ -116,6 +116,8 @@ class Transform:
                 return CLEAN
             return KEEP
         code = rule.code(self.options)
+        if code == UID and self.options.retain_uids:
+            return KEEP  # E.3.9 keeps every UID; the option column lacks a few U rows, e.g. (0040,A124) UID
         if code == "X/Z/U*":
             return REFERENCES
         if "/" in code:
