@@ -15,6 +15,7 @@ from pydicom import dcmread
 from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
+from pydicom.uid import UID
 
 _NAMESPACE = uuid.UUID("6d0f7f0e-4a39-4c25-9c5e-3b8f6f1d2a10")
 
@@ -65,6 +66,7 @@ class Instance:
     series_instance_uid: str
 
 
+TEMPLATE = str(get_testdata_file("CT_small.dcm"))
 STUDY_UID = make_uid("study")
 FRAME_OF_REFERENCE_UID = make_uid("frame-of-reference")
 
@@ -82,7 +84,7 @@ def _code(value: str, meaning: str) -> Dataset:
 
 def _plant(ds: Dataset, instance: Instance, previous: Instance | None, first_of_series_1: Instance) -> None:
     ds.SOPInstanceUID = instance.sop_instance_uid
-    ds.file_meta.MediaStorageSOPInstanceUID = instance.sop_instance_uid
+    ds.file_meta.MediaStorageSOPInstanceUID = UID(instance.sop_instance_uid)
     ds.StudyInstanceUID = STUDY_UID
     ds.SeriesInstanceUID = instance.series_instance_uid
     ds.FrameOfReferenceUID = FRAME_OF_REFERENCE_UID
@@ -156,7 +158,7 @@ def write_study(directory: Path) -> list[Path]:
     instances = study_instances()
     paths = []
     for index, instance in enumerate(instances):
-        ds = dcmread(get_testdata_file("CT_small.dcm"))
+        ds = dcmread(TEMPLATE)
         previous = instances[index - 1] if instance.number > 1 else None
         _plant(ds, instance, previous, instances[0])
         path = directory / f"{PATIENT_ID}_{instance.series}_{instance.number}.dcm"  # a name holding patient data

@@ -40,7 +40,8 @@ def test_modified_dates_shift_every_date_of_a_patient_by_the_same_days(study: li
         assert ds.LongitudinalTemporalInformationModified == "MODIFIED"
         assert ds.PatientAge == "076Y"  # whole-day shifts keep every interval, so the age stays true
         assert "113107" in [item.CodeValue for item in ds.DeidentificationMethodCodeSequence]
-    assert len(shifts) == 1 and shifts.pop() <= -364
+    assert len(shifts) == 1
+    assert shifts.pop() <= -364
 
 
 def test_full_dates_keep_dates(study: list[Path]) -> None:
@@ -60,7 +61,8 @@ def test_retain_device_and_institution_identity(study: list[Path]) -> None:
     assert ds.StationName == synthetic.STATION
     assert ds.InstitutionName == synthetic.INSTITUTION
     basic = _deidentify(study[0], ProfileOptions())
-    assert "DeviceSerialNumber" not in basic and "InstitutionName" not in basic
+    assert "DeviceSerialNumber" not in basic
+    assert "InstitutionName" not in basic
 
 
 def test_retain_uids_keeps_the_original_uids(study: list[Path]) -> None:
@@ -101,5 +103,6 @@ def test_clean_descriptors_keeps_descriptions_without_the_identifying_words(stud
 
 def test_patient_characteristics(study: list[Path]) -> None:
     ds = _deidentify(study[0], ProfileOptions(retain_patient_characteristics=True))
-    assert ds.PatientAge == "076Y" and ds.PatientSex == "O"
+    assert ds.PatientAge == "076Y"
+    assert ds.PatientSex == "O"
     assert "PatientAge" not in _deidentify(study[0], ProfileOptions())

@@ -69,7 +69,7 @@ def test_references_between_instances_stay_intact(basic_run: Run) -> None:
         if series == 2:
             assert ds.SourceImageSequence[0].ReferencedSOPInstanceUID == by_position[(1, 1)].SOPInstanceUID
         nested_uid = ds.PerformedProtocolCodeSequence[0].ProtocolContextSequence[0].ContentItemModifierSequence[2]
-        assert nested_uid.UID == ds.StudyInstanceUID  # three levels deep, the same replacement
+        assert ds.StudyInstanceUID == nested_uid.UID  # three levels deep, the same replacement
     assert len({ds.FrameOfReferenceUID for ds in datasets}) == 1
 
 
@@ -77,7 +77,8 @@ def test_one_study_in_one_study_out_with_consistent_pseudonyms(basic_run: Run) -
     datasets = basic_run.datasets()
     for keyword in ("StudyInstanceUID", "PatientID", "PatientName", "AccessionNumber", "StudyID"):
         values = {str(ds[keyword].value) for ds in datasets}
-        assert len(values) == 1 and values != {""}, keyword
+        assert len(values) == 1, keyword
+        assert values != {""}, keyword
     assert len({ds.SeriesInstanceUID for ds in datasets}) == 2
     assert len({ds.SOPInstanceUID for ds in datasets}) == 6
 
