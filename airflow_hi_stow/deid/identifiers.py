@@ -25,7 +25,8 @@ IDENTIFYING_KEYWORD = re.compile(
     r"Location|Locator|Physician|Operator|Author|Issuer|Room|Bed|Insurance|Branch|Country|Region|Occupation|"
     r"Organization|Contact|Label|Signature|Facility|Site"
 )
-TEXT_VRS = frozenset({"LO", "SH", "ST", "LT", "UT", "UC", "AE", "CS", "UR"})
+# Text VRs whose values can identify; CS (coded strings such as "TEXT" or "CHEST") cannot, and would match everywhere.
+TEXT_VRS = frozenset({"LO", "SH", "ST", "LT", "UT", "UC", "AE", "UR"})
 
 
 @dataclass(frozen=True)

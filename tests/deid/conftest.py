@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from pydicom import dcmread
+from pydicom.data import get_testdata_file
 from pydicom.dataset import FileDataset
 
 from airflow_hi_stow.deid import RunReport, deidentify_local
@@ -40,3 +41,10 @@ def basic_run(study: list[Path], tmp_path_factory: pytest.TempPathFactory) -> Ru
     destination = tmp_path_factory.mktemp("basic") / "out"
     report = deidentify_local(study[0].parent, destination, KEY, workers=1)
     return Run(study[0].parent, destination, report)
+
+
+def pydicom_file(name: str) -> str:
+    """The path of one of pydicom's bundled test files."""
+    path = get_testdata_file(name)
+    assert isinstance(path, str), name
+    return path

@@ -66,7 +66,7 @@ class Instance:
     series_instance_uid: str
 
 
-TEMPLATE = str(get_testdata_file("CT_small.dcm"))
+TEMPLATE = str(get_testdata_file("CT_small.dcm"))  # a path: pydicom bundles it
 STUDY_UID = make_uid("study")
 FRAME_OF_REFERENCE_UID = make_uid("frame-of-reference")
 
