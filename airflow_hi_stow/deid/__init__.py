@@ -13,7 +13,15 @@ from airflow_hi_stow.deid.errors import InvalidKeyError
 from airflow_hi_stow.deid.keys import MIN_KEY_BYTES, DeidentificationKey
 from airflow_hi_stow.deid.profile import ProfileOptions, SafePrivate, profile_table
 from airflow_hi_stow.deid.runner import FileOutcome, RunReport, deidentify_local, run_deidentification
-from airflow_hi_stow.deid.storage import InputFile, LinkageFile, LinkageSink, LocalDirectory, LocalInput, OutputStore
+from airflow_hi_stow.deid.storage import (
+    InputFile,
+    LinkageFile,
+    LinkageSink,
+    LocalDirectory,
+    LocalInput,
+    OutputStore,
+    local_inputs,
+)
 from airflow_hi_stow.deid.transform import LinkageRecord
 
 __all__ = [
@@ -38,6 +46,7 @@ __all__ = [
     "RunReport",
     "SafePrivate",
     "deidentify_local",
+    "local_inputs",
     "profile_table",
     "run_deidentification",
 ]

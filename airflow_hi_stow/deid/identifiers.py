@@ -37,15 +37,15 @@ class Token:
     attribute: str
     uid: bool = False
 
-    def _joins(self, char: str) -> bool:
-        return char.isalnum() or char == "_" or (self.uid and char == ".")
+    def _joins(self, char: str | bytes) -> bool:
+        return bool(char) and (char.isalnum() or char in ("_", b"_") or (self.uid and char in (".", b".")))
 
-    def occurs_in(self, haystack: str) -> bool:
-        """True when the value stands in ``haystack`` (lower-cased) as a whole word or number."""
-        start, size = 0, len(self.text)
-        while (found := haystack.find(self.text, start)) >= 0:
-            before = haystack[found - 1] if found else ""
-            after = haystack[found + size] if found + size < len(haystack) else ""
+    def occurs_in(self, haystack: str | bytes) -> bool:
+        """True when the value stands in ``haystack`` (lower-cased; bytes for ASCII values) as a whole word."""
+        needle: str | bytes = self.text if isinstance(haystack, str) else self.text.encode("ascii")
+        start, size = 0, len(needle)
+        while (found := haystack.find(needle, start)) >= 0:  # type: ignore[arg-type]
+            before, after = haystack[found - 1 : found] if found else "", haystack[found + size : found + size + 1]
             if not self._joins(before) and not self._joins(after):
                 return True
             start = found + 1
@@ -90,8 +90,13 @@ class Identifiers:
         self.uids.add(value)
         self._add(value, attribute, uid=True)
 
-    def first_in(self, haystack: str) -> Token | None:
-        """The first identifying value standing in ``haystack`` (lower-cased by the caller)."""
+    @property
+    def ascii_only(self) -> bool:
+        """True when every value is ASCII, so that encoded bytes can be searched without decoding them."""
+        return all(token.text.isascii() for token in self._tokens.values())
+
+    def first_in(self, haystack: str | bytes) -> Token | None:
+        """The first identifying value standing in ``haystack`` (lower-cased by the caller; bytes if ascii_only)."""
         return next((token for token in self._tokens.values() if token.occurs_in(haystack)), None)
 
     def scrub(self, text: str) -> str:

@@ -53,7 +53,13 @@ def scan_dataset(ds: Dataset, identifiers: Identifiers) -> tuple[Token, str] | N
 
 
 def scan_bytes(encoded: bytes, identifiers: Identifiers) -> Token | None:
-    """The first identifying value found in the encoded file, read as Latin-1 so any byte sequence matches."""
+    """The first identifying value found in the encoded file.
+
+    ASCII values are searched in the bytes as they are (lower-cased); otherwise the file is read as Latin-1, in
+    which any byte sequence (UTF-8 included) stands as characters.
+    """
     if not len(identifiers):
         return None
+    if identifiers.ascii_only:
+        return identifiers.first_in(encoded.lower())
     return identifiers.first_in(encoded.decode("latin-1").lower())
