@@ -12,6 +12,7 @@ from io import BytesIO
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
+from pydicom.uid import UID, ExplicitVRLittleEndian
 
 from airflow_hi_stow.deid.burned_in import (
     BurnedInPolicy,
@@ -100,8 +101,14 @@ class Deidentifier:
             logger.warning("tesseract is not installed: the OCR check of burned-in text is skipped")
 
     def deidentify_dataset(self, ds: Dataset) -> DatasetResult:
-        """Apply the profile to ``ds`` in place: actions, private attributes, markers, file meta; then scan it."""
-        transfer_syntax = ds.file_meta.TransferSyntaxUID
+        """Apply the profile to ``ds`` in place: actions, private attributes, markers, file meta; then scan it.
+
+        A dataset without file meta (built in memory) gets Explicit VR Little Endian in its new one.
+        """
+        meta = getattr(ds, "file_meta", None)
+        transfer_syntax = (
+            UID(meta.get("TransferSyntaxUID") or ExplicitVRLittleEndian) if meta else ExplicitVRLittleEndian
+        )
         patient = str(ds.get("PatientID") or ds.get("PatientName") or "")
         shift = self._pseudonyms.date_shift_days(patient) if self.options.retain_longitudinal_modified_dates else None
         context = InstanceContext(str(ds.get("SOPClassUID", "")), shift)
