@@ -14,9 +14,9 @@ MIN_TOKEN = 4  # shorter values would match everywhere (pixel bytes included)
 MIN_DIGITS_TOKEN = 6  # a short number is as likely a slice location or a pixel run as an identifier
 _PN_SPLIT = re.compile(r"[\^=]+")
 SCRUBBED = "***"
-# Words of the engine's own replacement values: an original holding one of them (already anonymised data often
-# says "ANON") is not found again in every output.
-OWN_WORDS = frozenset({"anon", "anonymized", "removed", "99histow", "removed by de-identification"})
+# Words of the engine's own replacement values (dummies, the dummy date): an original holding one of them (already
+# anonymised data often says "ANON") is not found again in every output.
+OWN_WORDS = frozenset({"anon", "anonymized", "removed", "99histow", "removed by de-identification", "19000101"})
 
 # Keywords of the attributes whose removed or replaced values are identifying (names, IDs, accession, addresses,
 # device and station identifiers...). PN, DA and DT values always are; descriptions and comments are not.

@@ -11,7 +11,7 @@ import json
 import os
 import posixpath
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from multiprocessing import get_context
@@ -137,31 +137,43 @@ def run_deidentification(
     burned_in: BurnedInPolicy | None = None,
     linkage: LinkageSink | None = None,
     workers: int | None = None,
+    on_outcome: Callable[[FileOutcome], None] | None = None,
 ) -> RunReport:
     """De-identify ``inputs`` into ``destination`` (``<study>/<series>/<instance>.dcm`` by new UIDs).
 
     Quarantined inputs go to ``quarantine`` with a ``.reason.json`` beside each. ``linkage``, when given, receives
     every original -> replacement pair (patient data: only where the caller names). ``workers`` defaults to the
-    number of cores; a key problem raises ``InvalidKeyError`` before any input is read.
+    number of cores. ``on_outcome`` is called in this process with each input's outcome, in input order, as they
+    come (for a manifest or progress). A key problem raises ``InvalidKeyError`` before any input is read.
     """
     key = key if isinstance(key, DeidentificationKey) else DeidentificationKey(key)
     options = options or ProfileOptions()
     burned_in = burned_in or BurnedInPolicy()
     arguments = (key, options, burned_in, linkage is not None, destination, quarantine)
     processes = min(workers or os.cpu_count() or 1, len(inputs))
+    outcomes: list[FileOutcome] = []
     if processes > 1 and len(inputs) >= PARALLEL_FROM:
         chunk = max(1, min(32, len(inputs) // (processes * 4)))
         with ProcessPoolExecutor(processes, get_context("spawn"), _start_process, arguments) as pool:
-            outcomes = list(pool.map(_run_in_process, inputs, chunksize=chunk))
+            _gather(pool.map(_run_in_process, inputs, chunksize=chunk), outcomes, on_outcome)
     else:
         worker = _Worker(*arguments)
-        outcomes = [worker(item) for item in inputs]
+        _gather(map(worker, inputs), outcomes, on_outcome)
     report = _report(outcomes, key, options)
     if report.inputs != len(inputs) or report.deidentified + report.quarantined != report.inputs:
         raise RuntimeError("de-identification lost track of an input")  # cannot happen: every input has an outcome
     if linkage is not None:
         linkage.write(sorted({record for outcome in outcomes for record in outcome.linkage}, key=_linkage_order))
     return report
+
+
+def _gather(
+    results: Iterable[FileOutcome], outcomes: list[FileOutcome], on_outcome: Callable[[FileOutcome], None] | None
+) -> None:
+    for outcome in results:
+        outcomes.append(outcome)
+        if on_outcome is not None:
+            on_outcome(outcome)
 
 
 def _linkage_order(record: LinkageRecord) -> tuple[str, str]:

@@ -14,7 +14,15 @@ from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
-from airflow_hi_stow.deid import InvalidKeyError, ProfileOptions, deidentify_local
+from airflow_hi_stow.deid import (
+    FileOutcome,
+    InvalidKeyError,
+    LocalDirectory,
+    ProfileOptions,
+    deidentify_local,
+    local_inputs,
+    run_deidentification,
+)
 from tests.deid import synthetic
 from tests.deid.conftest import KEY, OTHER_KEY, Run, pydicom_file
 
@@ -118,8 +126,14 @@ def test_worker_processes_write_what_one_process_writes(basic_run: Run, tmp_path
     source = tmp_path / "many"
     for copy in range(11):  # 66 inputs: enough for the runner to start its two worker processes
         shutil.copytree(basic_run.source, source / f"copy{copy}")
-    report = deidentify_local(source, tmp_path / "out", KEY, workers=2)
+    inputs = local_inputs(source)
+    seen: list[FileOutcome] = []
+    out = LocalDirectory(str(tmp_path / "out"))
+    report = run_deidentification(
+        inputs, out, LocalDirectory(str(tmp_path / "q")), KEY, workers=2, on_outcome=seen.append
+    )
     assert (report.inputs, report.deidentified, report.studies, report.outputs_written_twice) == (66, 66, 1, 60)
+    assert [outcome.output for outcome in seen[:6]] == [outcome.output for outcome in seen[6:12]]  # input order
     assert _tree(tmp_path / "out") == _tree(basic_run.destination)
 
 
