@@ -31,8 +31,8 @@ def shift_datetime(value: str, days: int) -> str | None:
     year, month, day, rest = match.groups()
     if rest and not (month and day):
         return None
-    try:
-        parsed = dt.date(int(year), int(month or 1), int(day or 1))
+    try:  # a partial date stands for the middle of its month or year, so that it shifts like its full dates
+        parsed = dt.date(int(year), int(month or 7), int(day or (15 if month else 1)))
     except ValueError:
         return None
     precision = 4 + (2 if month else 0) + (2 if day else 0)

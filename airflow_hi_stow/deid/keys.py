@@ -18,6 +18,7 @@ WELL_KNOWN_UID_ROOT = "1.2.840.10008."
 # Shift dates back by whole weeks (weekdays and intervals preserved), between 1 and about 10 years.
 _SHIFT_MIN_WEEKS = 52
 _SHIFT_SPAN_WEEKS = 470
+_UID_MEMO = 100_000  # replacements remembered per process (a study's UIDs recur in each of its instances)
 
 
 class DeidentificationKey:
@@ -65,6 +66,8 @@ class Pseudonyms:
             return original
         mapped = self._uids.get(original)
         if mapped is None:
+            if len(self._uids) >= _UID_MEMO:
+                self._uids.clear()
             raw = uuid.UUID(bytes=self.key.digest("uid", original)[:16], version=4)
             mapped = self._uids[original] = f"2.25.{raw.int}"
         return mapped
