@@ -112,8 +112,9 @@ class Transform:
         if rule is None:
             if vr == "UI":
                 return KEEP if self.options.retain_uids else MAYBE_UID
-            if vr in _DATE_VRS and self.options.retain_longitudinal_modified_dates:
-                return CLEAN
+            if vr in _DATE_VRS and not self.options.retain_longitudinal_full_dates:
+                # PS3.15 E.1 allows handling dates by VR: the few outside the table go, or shift with Modified Dates.
+                return CLEAN if self.options.retain_longitudinal_modified_dates else REMOVE
             return KEEP
         code = rule.code(self.options)
         if code == UID and self.options.retain_uids:

@@ -97,3 +97,17 @@ def test_a_uid_outside_the_table_follows_when_it_is_a_replaced_one() -> None:
     assert out[0x00089123].value == out.SOPInstanceUID
     assert out.ReferencedInstanceSequence[0].ReferencedSOPInstanceUID == out.SOPInstanceUID
     assert out.SOPClassUID == "1.2.840.10008.5.1.4.1.1.2"
+
+
+def test_a_date_outside_the_table_is_removed_or_shifted() -> None:
+    def with_expiry() -> Dataset:
+        ds = _ct()
+        ds.ExpiryDate = synthetic.STUDY_DATE  # (0014,1020), not in Table E.1-1
+        return ds
+
+    assert "ExpiryDate" not in Deidentifier(KEY).deidentify_dataset(with_expiry()).dataset
+    modified = Deidentifier(KEY, ProfileOptions(retain_longitudinal_modified_dates=True))
+    shifted = modified.deidentify_dataset(with_expiry()).dataset
+    assert shifted.ExpiryDate not in ("", synthetic.STUDY_DATE)
+    full = Deidentifier(KEY, ProfileOptions(retain_longitudinal_full_dates=True)).deidentify_dataset(with_expiry())
+    assert full.dataset.ExpiryDate == synthetic.STUDY_DATE
