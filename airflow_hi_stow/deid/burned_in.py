@@ -15,6 +15,7 @@ from array import array
 from dataclasses import dataclass
 
 from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
 from pydicom.uid import UID
 
 _MODALITIES = frozenset({"US", "SC", "XC", "DOC", "OT", "ES"})
@@ -40,21 +41,25 @@ class BurnedInPolicy:
     ocr_languages: str = "eng"
 
 
-def burned_in_reason(ds: Dataset) -> str | None:
-    """Why this instance may carry burned-in text, or None. Names only the attribute, never a value of the patient."""
+def burned_in_reason(ds: Dataset) -> tuple[str, str] | None:
+    """The attribute that makes this instance a suspect of burned-in text, and why; None when none does.
+
+    Only standard codes are quoted (modality, SOP Class), never a value of the patient.
+    """
     if str(ds.get("BurnedInAnnotation", "")).upper() == "YES":
-        return "BurnedInAnnotation is YES"
+        return "BurnedInAnnotation", "BurnedInAnnotation is YES"
     modality = str(ds.get("Modality", "")).upper()
     if modality in _MODALITIES:
-        return f"Modality {modality} is known to carry burned-in text"
+        return "Modality", f"Modality {modality} is known to carry burned-in text"
     sop_class = str(ds.get("SOPClassUID", ""))
     if sop_class.startswith(_SOP_CLASS_PREFIXES):
-        return f"SOP Class {UID(sop_class).name or sop_class} is known to carry burned-in text"
+        return "SOPClassUID", f"SOP Class {UID(sop_class).name or sop_class} is known to carry burned-in text"
     if str(ds.get("ConversionType", "")).upper() in _SCREEN_CAPTURE_CONVERSIONS:
-        return "ConversionType names a screen or document capture"
+        return "ConversionType", "ConversionType names a screen or document capture"
     image_type = ds.get("ImageType") or []
-    if any("SCREEN" in str(value).upper() for value in (image_type if isinstance(image_type, list) else [image_type])):
-        return "ImageType names a screen capture"
+    values = image_type if isinstance(image_type, MultiValue | list) else [image_type]
+    if any("SCREEN" in str(value).upper() for value in values):
+        return "ImageType", "ImageType names a screen capture"
     return None
 
 

@@ -6,6 +6,7 @@ No file system, network or Airflow here: the runner (``runner.py``) or an operat
 from __future__ import annotations
 
 import logging
+import subprocess
 from dataclasses import dataclass
 from io import BytesIO
 
@@ -38,7 +39,7 @@ _REQUIRED_UIDS = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesIn
 class Finding:
     """Why an instance is quarantined. ``reason`` is a stable code; nothing here holds a value of the patient."""
 
-    reason: str  # unreadable, no-file-meta, burned-in, ocr-text, ocr-unreadable, residue, failed
+    reason: str  # unreadable, no-file-meta, burned-in, ocr-text, ocr-unreadable, ocr-failed, residue, failed
     detail: str
     attribute: str = ""
 
@@ -149,9 +150,10 @@ class Deidentifier:
             return Quarantined(Finding("unreadable", f"pydicom could not read it ({type(error).__name__})"))
         if "TransferSyntaxUID" not in ds.file_meta:
             return Quarantined(Finding("no-file-meta", "no File Meta Information (no Transfer Syntax UID)"))
-        reason = burned_in_reason(ds)
-        if reason and not self.burned_in.allow:
-            return Quarantined(Finding("burned-in", reason, "BurnedInAnnotation"))
+        suspect = burned_in_reason(ds)
+        if suspect and not self.burned_in.allow:
+            attribute, reason = suspect
+            return Quarantined(Finding("burned-in", reason, attribute))
         notes: tuple[str, ...] = ()
         if self.burned_in.ocr:
             if self._tesseract is None:
@@ -191,7 +193,10 @@ class Deidentifier:
             return Quarantined(
                 Finding("ocr-unreadable", f"the OCR check cannot read the pixels ({error})", "PixelData")
             )
-        flagged = frames_with_text(frames, self._tesseract, self.burned_in.ocr_languages)
+        try:
+            flagged = frames_with_text(frames, self._tesseract, self.burned_in.ocr_languages)
+        except (RuntimeError, OSError, subprocess.SubprocessError) as error:
+            return Quarantined(Finding("ocr-failed", f"the OCR check failed ({type(error).__name__})", "PixelData"))
         if flagged:
             shown = ", ".join(str(n) for n in flagged[:10]) + (" ..." if len(flagged) > 10 else "")
             return Quarantined(Finding("ocr-text", f"OCR read text in frame(s) {shown}", "PixelData"))

@@ -59,6 +59,16 @@ def test_modalities_known_to_carry_text_are_quarantined(modality: str) -> None:
     assert result.finding.detail == f"Modality {modality} is known to carry burned-in text"
 
 
+def test_a_screen_capture_is_quarantined() -> None:
+    ds = dcmread(pydicom_file("CT_small.dcm"))
+    ds.ImageType = ["DERIVED", "SECONDARY", "SCREEN SAVE"]
+    buffer = BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    result = Deidentifier(KEY).deidentify_bytes(buffer.getvalue())
+    assert isinstance(result, Quarantined)
+    assert (result.finding.attribute, result.finding.detail) == ("ImageType", "ImageType names a screen capture")
+
+
 def test_secondary_capture_sop_class_is_quarantined() -> None:
     data = Path(pydicom_file("SC_rgb_rle.dcm")).read_bytes()
     result = Deidentifier(KEY).deidentify_bytes(data)
