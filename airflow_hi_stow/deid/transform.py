@@ -115,7 +115,7 @@ class Transform:
             if vr in _DATE_VRS and not self.options.retain_longitudinal_full_dates:
                 # PS3.15 E.1 allows handling dates by VR: the few outside the table go, or shift with Modified Dates.
                 return CLEAN if self.options.retain_longitudinal_modified_dates else REMOVE
-            return KEEP
+            return REMOVE if vr == "PN" else KEEP  # a person's name outside the table (a reviewer's, say) goes too
         code = rule.code(self.options)
         if code == UID and self.options.retain_uids:
             return KEEP  # E.3.9 keeps every UID; the option column lacks a few U rows, e.g. (0040,A124) UID

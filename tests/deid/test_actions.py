@@ -99,6 +99,12 @@ def test_a_uid_outside_the_table_follows_when_it_is_a_replaced_one() -> None:
     assert out.SOPClassUID == "1.2.840.10008.5.1.4.1.1.2"
 
 
+def test_a_person_name_outside_the_table_is_removed() -> None:
+    ds = _ct()
+    ds.EvaluatorName = synthetic.OPERATOR  # (0014,2006), not in Table E.1-1
+    assert "EvaluatorName" not in Deidentifier(KEY).deidentify_dataset(ds).dataset
+
+
 def test_a_date_outside_the_table_is_removed_or_shifted() -> None:
     def with_expiry() -> Dataset:
         ds = _ct()
