@@ -156,3 +156,14 @@ def test_sequences_without_items_and_empty_values_pass(study: list[Path], tmp_pa
     out = dcmread(next((tmp_path / "out").rglob("*.dcm")))
     assert out.PatientName == ""
     assert len(out.ReferencedImageSequence) == 0
+
+
+def test_a_list_of_files_is_named_from_its_common_folder(study: list[Path], tmp_path: Path) -> None:
+    nested = tmp_path / "a" / "b"
+    nested.mkdir(parents=True)
+    shutil.copy(study[0], nested / "one.dcm")
+    shutil.copy(study[1], tmp_path / "a" / "two.dcm")
+    inputs = local_inputs([nested / "one.dcm", tmp_path / "a" / "two.dcm"])
+    assert [item.name for item in inputs] == ["b/one.dcm", "two.dcm"]
+    report = deidentify_local([item.path for item in inputs], tmp_path / "out", KEY)
+    assert report.deidentified == 2
