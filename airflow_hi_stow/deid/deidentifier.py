@@ -172,7 +172,8 @@ class Deidentifier:
         except Exception as error:  # a damaged element met while cleaning or encoding; never its value
             return Quarantined(Finding("failed", f"de-identification failed ({type(error).__name__})"), notes)
         encoded = buffer.getvalue()
-        token = scan_bytes(encoded, result.identifiers)
+        pixels = result.dataset.get_item(0x7FE00010)
+        token = scan_bytes(encoded, result.identifiers, pixels.value if pixels is not None else None)
         if token is not None:
             detail = f"a value of {token.attribute} remains in the encoded file"
             return Quarantined(Finding("residue", detail, token.attribute), notes)

@@ -62,15 +62,17 @@ class Identifiers:
     def __len__(self) -> int:
         return len(self._tokens)
 
-    def _add(self, text: str, attribute: str, uid: bool = False) -> None:
-        text = text.strip().lower()
+    def _add(self, value: str, attribute: str, uid: bool = False) -> None:
+        text = value.strip().lower()
         minimum = MIN_DIGITS_TOKEN if text.replace(".", "").isdigit() else MIN_TOKEN
-        if len(text) >= minimum and text not in self._tokens and text not in OWN_WORDS:
-            self._tokens[text] = Token(text, attribute, uid)
-            # The same value as it stands in a file read as Latin-1 when its UTF-8 encoding differs.
-            encoded = text.encode("utf-8").decode("latin-1")
-            if encoded != text:
-                self._tokens[encoded] = Token(encoded, attribute, uid)
+        if len(text) < minimum or text in self._tokens or text in OWN_WORDS:
+            return
+        self._tokens[text] = Token(text, attribute, uid)
+        if not text.isascii():
+            # As it stands in a UTF-8 file read as Latin-1: case folds byte by byte there, so each case is a form.
+            for variant in (value.strip(), text, text.upper()):
+                form = variant.encode("utf-8").decode("latin-1").lower()
+                self._tokens.setdefault(form, Token(form, attribute, uid))
 
     def add_text(self, value: str, attribute: str) -> None:
         self._add(value, attribute)

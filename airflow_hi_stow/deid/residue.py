@@ -52,14 +52,18 @@ def scan_dataset(ds: Dataset, identifiers: Identifiers) -> tuple[Token, str] | N
     return None
 
 
-def scan_bytes(encoded: bytes, identifiers: Identifiers) -> Token | None:
+def scan_bytes(encoded: bytes, identifiers: Identifiers, pixels: bytes | None = None) -> Token | None:
     """The first identifying value found in the encoded file.
 
     ASCII values are searched in the bytes as they are (lower-cased); otherwise the file is read as Latin-1, in
-    which any byte sequence (UTF-8 included) stands as characters.
+    which any byte sequence (UTF-8 included) stands as characters. ``pixels``, the Pixel Data value, is left out when
+    it ends the file: the engine never changes pixels (burned-in text is the gate's and the OCR's), and a match in
+    pixel bytes would be chance, at the cost of reading the largest part of every file once per value.
     """
     if not len(identifiers):
         return None
+    if pixels and len(pixels) > 1024 and encoded.endswith(pixels):
+        encoded = encoded[: len(encoded) - len(pixels)]
     if identifiers.ascii_only:
         return identifiers.first_in(encoded.lower())
     return identifiers.first_in(encoded.decode("latin-1").lower())
