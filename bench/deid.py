@@ -133,7 +133,8 @@ def main() -> None:
     body = (
         f"Read + de-identify + write, every output written to a local disk, best of {args.repeat} interleaved runs. "
         f"Ours: `run_deidentification` with the full Basic Profile (Table E.1-1 {profile_table().edition}), keyed UIDs "
-        "and pseudonyms, new file meta, and the residue scan of every output (elements and encoded bytes). "
+        "and pseudonyms, new file meta, and the residue scan of every output (its elements, and its encoded bytes up to the "
+        "pixel data). "
         "dicognito: one `Anonymizer(seed=...)` reused for the whole set, in its own virtual environment. "
         f"Versions: airflow-hi-stow {version('airflow-hi-stow')} with pydicom {version('pydicom')}; "
         f"dicognito {package_version(python, 'dicognito')} with pydicom {package_version(python, 'pydicom')}; "

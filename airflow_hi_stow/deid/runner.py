@@ -225,10 +225,16 @@ def deidentify_local(
     """
     key = key if isinstance(key, DeidentificationKey) else DeidentificationKey(key)
     target = os.fspath(destination).rstrip("/\\")
+    held = os.fspath(quarantine) if quarantine else f"{target}-quarantine"
+    if isinstance(source, str | os.PathLike) and os.path.isdir(source):
+        root = os.path.realpath(source)
+        for output in (target, held):
+            if os.path.commonpath([root, os.path.realpath(output)]) == root:
+                raise ValueError("the destination and the quarantine must not lie inside the source directory")
     result = run_deidentification(
         local_inputs(source),
         LocalDirectory(target),
-        LocalDirectory(os.fspath(quarantine) if quarantine else f"{target}-quarantine"),
+        LocalDirectory(held),
         key,
         options,
         burned_in,

@@ -144,6 +144,12 @@ def test_a_bad_key_fails_before_any_file_is_touched(study: list[Path], tmp_path:
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_destination_inside_the_source_is_refused(study: list[Path]) -> None:
+    with pytest.raises(ValueError, match="inside the source"):
+        deidentify_local(study[0].parent, study[0].parent / "out", KEY)
+    assert not (study[0].parent / "out").exists()
+
+
 def test_sequences_without_items_and_empty_values_pass(study: list[Path], tmp_path: Path) -> None:
     ds = dcmread(study[0])
     ds.ReferencedImageSequence = Sequence()
