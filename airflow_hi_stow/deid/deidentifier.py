@@ -27,7 +27,7 @@ from airflow_hi_stow.deid.iod import iod_types
 from airflow_hi_stow.deid.keys import DeidentificationKey, Pseudonyms
 from airflow_hi_stow.deid.markers import rebuild_file_meta, set_markers
 from airflow_hi_stow.deid.profile import ProfileOptions, known_private_dates, profile_table, standard_safe_private
-from airflow_hi_stow.deid.quiet import withheld_values
+from airflow_hi_stow.deid.quiet import install_log_filter, withheld_values
 from airflow_hi_stow.deid.residue import scan_bytes, scan_dataset
 from airflow_hi_stow.deid.transform import InstanceContext, LinkageRecord, Transform
 
@@ -98,6 +98,7 @@ class Deidentifier:
         dates = known_private_dates() if self.options.retain_longitudinal_modified_dates else ()
         safe = (*standard_safe_private(), *dates, *self.options.safe_private_extra)
         self._transform = Transform(self.table, iod_types(), self.options, self._pseudonyms, safe)
+        install_log_filter()  # from now on pydicom's log records lose their values, in this process
         self._tesseract = tesseract_path() if self.burned_in.ocr else None
         if self.burned_in.ocr and self._tesseract is None:
             logger.warning("tesseract is not installed: the OCR check of burned-in text is skipped")
@@ -107,6 +108,10 @@ class Deidentifier:
 
         A dataset without file meta (built in memory) gets Explicit VR Little Endian in its new one.
         """
+        with withheld_values():
+            return self._deidentify_dataset(ds)
+
+    def _deidentify_dataset(self, ds: Dataset) -> DatasetResult:
         meta = getattr(ds, "file_meta", None)
         transfer_syntax = (
             UID(meta.get("TransferSyntaxUID") or ExplicitVRLittleEndian) if meta else ExplicitVRLittleEndian
@@ -164,7 +169,7 @@ class Deidentifier:
                 if quarantined is not None:
                     return quarantined
         try:
-            result = self.deidentify_dataset(ds)
+            result = self._deidentify_dataset(ds)
             if result.findings:
                 return Quarantined(result.findings[0], notes)
             buffer = BytesIO()

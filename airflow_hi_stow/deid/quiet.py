@@ -37,7 +37,7 @@ class DropValues(logging.Filter):
 _FILTER = DropValues()
 
 
-def install() -> None:
+def install_log_filter() -> None:
     """Put the filter on pydicom's logger and its handlers (idempotent); done once per process."""
     pydicom_logger = logging.getLogger("pydicom")
     if _FILTER not in pydicom_logger.filters:
@@ -50,7 +50,7 @@ def install() -> None:
 @contextmanager
 def withheld_values() -> Iterator[None]:
     """Within: pydicom's log records are redacted, and warnings are caught and logged redacted at WARNING."""
-    install()
+    install_log_filter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         yield
