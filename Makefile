@@ -47,6 +47,7 @@ bench: venv
 	$(BIN)/python bench/memory.py
 	$(BIN)/python bench/emulator_ingest.py
 	$(BIN)/python bench/import_engine.py
+	$(BIN)/python bench/deid.py
 
 clean:
 	rm -rf $(VENV) $(OLDEST_VENV) .mypy_cache .ruff_cache .pytest_cache build *.egg-info

@@ -1,0 +1,247 @@
+"""De-identify a set of files: inputs -> de-identified outputs laid out by new UIDs, or the quarantine; and a report.
+
+Nothing is lost: every input ends de-identified or quarantined (original bytes and a JSON reason beside them), and
+the report counts both. Outputs are deterministic, so a rerun rewrites identical files. Larger sets are spread over
+worker processes (one per core).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import posixpath
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from multiprocessing import get_context
+from typing import Any
+
+from airflow_hi_stow.deid.burned_in import BurnedInPolicy
+from airflow_hi_stow.deid.deidentifier import DeidentifiedFile, Deidentifier, Finding
+from airflow_hi_stow.deid.keys import DeidentificationKey
+from airflow_hi_stow.deid.markers import method_codes
+from airflow_hi_stow.deid.profile import ProfileOptions, profile_table
+from airflow_hi_stow.deid.storage import InputFile, LinkageFile, LinkageSink, LocalDirectory, OutputStore, local_inputs
+from airflow_hi_stow.deid.transform import LinkageRecord
+
+REPORT_VERSION = 1
+PARALLEL_FROM = 64  # fewer inputs than this are not worth starting worker processes for
+
+
+@dataclass(frozen=True)
+class FileOutcome:
+    """What became of one input; small and picklable. ``input_id`` is a keyed hash of its name, not the name."""
+
+    input_id: str
+    status: str  # deidentified | quarantined
+    output: str = ""
+    study_instance_uid: str = ""
+    series_instance_uid: str = ""
+    finding: Finding | None = None
+    notes: tuple[str, ...] = ()
+    linkage: tuple[LinkageRecord, ...] = ()
+
+
+@dataclass
+class RunReport:
+    """Counts and reasons of a run. It holds no original value (no name, ID, date or UID of the inputs)."""
+
+    profile: dict[str, Any]
+    key_id: str
+    inputs: int = 0
+    deidentified: int = 0
+    quarantined: int = 0
+    studies: int = 0
+    series: int = 0
+    reasons: dict[str, int] = field(default_factory=dict)
+    quarantine: list[dict[str, str]] = field(default_factory=list)
+    notes: dict[str, int] = field(default_factory=dict)
+    outputs_written_twice: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"version": REPORT_VERSION, **asdict(self)}
+
+    def to_json(self) -> bytes:
+        return (json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n").encode("utf-8")
+
+
+class _Worker:
+    """The per-process part of a run: one Deidentifier, the two stores."""
+
+    def __init__(
+        self,
+        key: DeidentificationKey,
+        options: ProfileOptions,
+        burned_in: BurnedInPolicy,
+        collect_linkage: bool,
+        destination: OutputStore,
+        quarantine: OutputStore,
+    ) -> None:
+        self.deidentifier = Deidentifier(key, options, burned_in, collect_linkage)
+        self.destination = destination
+        self.quarantine = quarantine
+
+    def __call__(self, item: InputFile) -> FileOutcome:
+        input_id = self.deidentifier.key.digest("input-name", item.name).hex()[:16]
+        try:
+            data = item.read()
+        except OSError as error:
+            finding = Finding("unreadable", f"the input could not be read ({type(error).__name__})")
+            return self._quarantine(item, input_id, None, finding, ())
+        result = self.deidentifier.deidentify_bytes(data)
+        if isinstance(result, DeidentifiedFile):
+            self.destination.write(result.relative_path, result.data)
+            return FileOutcome(
+                input_id,
+                "deidentified",
+                result.relative_path,
+                result.study_instance_uid,
+                result.series_instance_uid,
+                notes=result.notes,
+                linkage=result.linkage,
+            )
+        return self._quarantine(item, input_id, data, result.finding, result.notes)
+
+    def _quarantine(
+        self, item: InputFile, input_id: str, data: bytes | None, finding: Finding, notes: tuple[str, ...]
+    ) -> FileOutcome:
+        """The original bytes under ``<quarantine>/<input_id>/``, its reason beside it (naming the source file)."""
+        relative = posixpath.join(input_id, posixpath.basename(item.name.replace(os.sep, "/")) or "input")
+        if data is not None:
+            self.quarantine.write(relative, data)
+        reason = {"input_id": input_id, "source": item.name, **asdict(finding)}
+        self.quarantine.write(relative + ".reason.json", (json.dumps(reason, indent=2) + "\n").encode("utf-8"))
+        return FileOutcome(input_id, "quarantined", relative, finding=finding, notes=notes)
+
+
+_process_worker: _Worker | None = None
+
+
+def _start_process(*arguments: Any) -> None:
+    global _process_worker
+    _process_worker = _Worker(*arguments)
+
+
+def _run_in_process(item: InputFile) -> FileOutcome:
+    assert _process_worker is not None
+    return _process_worker(item)
+
+
+def run_deidentification(
+    inputs: Sequence[InputFile],
+    destination: OutputStore,
+    quarantine: OutputStore,
+    key: DeidentificationKey | bytes | str | None,
+    options: ProfileOptions | None = None,
+    burned_in: BurnedInPolicy | None = None,
+    linkage: LinkageSink | None = None,
+    workers: int | None = None,
+    on_outcome: Callable[[FileOutcome], None] | None = None,
+) -> RunReport:
+    """De-identify ``inputs`` into ``destination`` (``<study>/<series>/<instance>.dcm`` by new UIDs).
+
+    Quarantined inputs go to ``quarantine`` with a ``.reason.json`` beside each. ``linkage``, when given, receives
+    every original -> replacement pair (patient data: only where the caller names). ``workers`` defaults to the
+    number of cores. ``on_outcome`` is called in this process with each input's outcome, in input order, as they
+    come (for a manifest or progress). A key problem raises ``InvalidKeyError`` before any input is read.
+    """
+    key = key if isinstance(key, DeidentificationKey) else DeidentificationKey(key)
+    options = options or ProfileOptions()
+    burned_in = burned_in or BurnedInPolicy()
+    arguments = (key, options, burned_in, linkage is not None, destination, quarantine)
+    processes = min(workers or os.cpu_count() or 1, len(inputs))
+    outcomes: list[FileOutcome] = []
+    if processes > 1 and len(inputs) >= PARALLEL_FROM:
+        chunk = max(1, min(32, len(inputs) // (processes * 4)))
+        with ProcessPoolExecutor(processes, get_context("spawn"), _start_process, arguments) as pool:
+            _gather(pool.map(_run_in_process, inputs, chunksize=chunk), outcomes, on_outcome)
+    else:
+        worker = _Worker(*arguments)
+        _gather(map(worker, inputs), outcomes, on_outcome)
+    report = _report(outcomes, key, options)
+    if report.inputs != len(inputs) or report.deidentified + report.quarantined != report.inputs:
+        raise RuntimeError("de-identification lost track of an input")  # cannot happen: every input has an outcome
+    if linkage is not None:
+        linkage.write(sorted({record for outcome in outcomes for record in outcome.linkage}, key=_linkage_order))
+    return report
+
+
+def _gather(
+    results: Iterable[FileOutcome], outcomes: list[FileOutcome], on_outcome: Callable[[FileOutcome], None] | None
+) -> None:
+    for outcome in results:
+        outcomes.append(outcome)
+        if on_outcome is not None:
+            on_outcome(outcome)
+
+
+def _linkage_order(record: LinkageRecord) -> tuple[str, str]:
+    return (record.kind, record.original)
+
+
+def _report(outcomes: list[FileOutcome], key: DeidentificationKey, options: ProfileOptions) -> RunReport:
+    table = profile_table()
+    done = [o for o in outcomes if o.status == "deidentified"]
+    held = [o for o in outcomes if o.status == "quarantined"]
+    outputs = Counter(o.output for o in done)
+    return RunReport(
+        profile={
+            "table": "DICOM PS3.15 Table E.1-1",
+            "edition": table.edition,
+            "options_edition": table.options_edition,
+            "options": list(options.enabled()),
+            "method_codes": [code for code, _ in method_codes(options)],
+        },
+        key_id=key.key_id,
+        inputs=len(outcomes),
+        deidentified=len(done),
+        quarantined=len(held),
+        studies=len({o.study_instance_uid for o in done}),
+        series=len({o.series_instance_uid for o in done}),
+        reasons=dict(sorted(Counter(o.finding.reason for o in held if o.finding).items())),
+        quarantine=[{"input_id": o.input_id, **asdict(o.finding)} for o in held if o.finding is not None],
+        notes=dict(sorted(Counter(note for o in outcomes for note in o.notes).items())),
+        outputs_written_twice=sum(count - 1 for count in outputs.values()),
+    )
+
+
+def deidentify_local(
+    source: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+    destination: str | os.PathLike[str],
+    key: DeidentificationKey | bytes | str | None,
+    *,
+    quarantine: str | os.PathLike[str] | None = None,
+    report: str | os.PathLike[str] | None = None,
+    linkage: str | os.PathLike[str] | None = None,
+    options: ProfileOptions | None = None,
+    burned_in: BurnedInPolicy | None = None,
+    workers: int | None = None,
+) -> RunReport:
+    """``run_deidentification`` over local files: a directory (recursively) or a list of files.
+
+    The quarantine defaults to ``<destination>-quarantine`` and the report to ``<destination>-report.json``, both
+    siblings of the destination, which holds de-identified instances only. No linkage export unless ``linkage``.
+    """
+    key = key if isinstance(key, DeidentificationKey) else DeidentificationKey(key)
+    target = os.fspath(destination).rstrip("/\\")
+    held = os.fspath(quarantine) if quarantine else f"{target}-quarantine"
+    if isinstance(source, str | os.PathLike) and os.path.isdir(source):
+        root = os.path.realpath(source)
+        for output in (target, held):
+            if os.path.commonpath([root, os.path.realpath(output)]) == root:
+                raise ValueError("the destination and the quarantine must not lie inside the source directory")
+    result = run_deidentification(
+        local_inputs(source),
+        LocalDirectory(target),
+        LocalDirectory(held),
+        key,
+        options,
+        burned_in,
+        LinkageFile(os.fspath(linkage)) if linkage else None,
+        workers,
+    )
+    report_path = os.fspath(report) if report else f"{target}-report.json"
+    parent, name = os.path.split(os.path.abspath(report_path))
+    LocalDirectory(parent).write(name, result.to_json())
+    return result
