@@ -1,0 +1,272 @@
+"""Reading one DICOM P10 file for validation: the header through pydicom (pixel data never decoded, nor even read
+into memory), the layout of the pixel data element walked item by item, the elements after it, and every sign of a
+truncated or damaged file noted on the way. pydicom's warnings and log records quote values, so they are caught here
+and turned into value-free facts; nothing it says while reading reaches a log.
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import BinaryIO, cast
+
+from pydicom import config, dcmread
+from pydicom.dataelem import RawDataElement
+from pydicom.dataset import Dataset, FileDataset
+from pydicom.filereader import read_dataset
+
+from airflow_hi_stow.validate.findings import Problem
+from airflow_hi_stow.validate.index import DatasetIndex, attribute_name, index_dataset
+
+PREAMBLE_LENGTH = 128
+P10_HEADER_LENGTH = PREAMBLE_LENGTH + 4
+PIXEL_TAGS = {0x7FE00008: "FloatPixelData", 0x7FE00009: "DoubleFloatPixelData", 0x7FE00010: "PixelData"}
+UNDEFINED_LENGTH = 0xFFFFFFFF
+_ITEM, _SEQUENCE_DELIMITER = 0xFFFEE000, 0xFFFEE0DD
+_LONG_LENGTH_VRS = frozenset(
+    {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
+)
+FRAGMENT_HEAD = 16
+"""Bytes kept from the start of each fragment, enough to recognise a codestream's first marker."""
+_SWITCHED_VR = ("Expected explicit VR, but found implicit VR", "Expected implicit VR, but found explicit VR")
+_TRUNCATED = "End of file reached before delimiter"
+
+
+class _DropRecords(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return False
+
+
+@contextmanager
+def pydicom_silenced() -> Iterator[list[str]]:
+    """Within the block, pydicom's warnings are collected (their texts, for classification only: they may quote
+    values), its log records dropped, and its value validation off (the checks judge values; pydicom's would only
+    warn, slowly). Not thread-safe (``warnings.catch_warnings`` and pydicom's settings are process-wide):
+    validation reads files in one thread per process."""
+    logger = logging.getLogger("pydicom")
+    drop = _DropRecords()
+    logger.addFilter(drop)
+    texts: list[str] = []
+    try:
+        with warnings.catch_warnings(record=True) as caught, config.disable_value_validation():
+            warnings.simplefilter("always")
+            yield texts
+            texts.extend(str(warning.message) for warning in caught)
+    finally:
+        logger.removeFilter(drop)
+
+
+@dataclass(frozen=True)
+class Fragment:
+    offset: int
+    """From the first byte of the first fragment's item tag, as Basic Offset Table offsets count."""
+    length: int
+    head: bytes
+
+
+@dataclass(frozen=True)
+class PixelLayout:
+    """The top-level pixel data element as stored, without its value."""
+
+    keyword: str
+    length: int | None
+    """The declared length, or None when undefined (encapsulated)."""
+    basic_offsets: tuple[int, ...] = ()
+    """The Basic Offset Table of encapsulated data (empty when the table item is empty)."""
+    fragments: tuple[Fragment, ...] = ()
+
+    @property
+    def encapsulated(self) -> bool:
+        return self.length is None
+
+
+@dataclass
+class ReadInstance:
+    """Everything validation needs from one file. ``dataset`` holds the header and any elements after the pixel
+    data, with the pixel data itself left out."""
+
+    size: int
+    p10_problem: Problem | None = None
+    dataset: FileDataset | None = None
+    pixels: PixelLayout | None = None
+    index: DatasetIndex = field(default_factory=DatasetIndex)
+    damage: list[Problem] = field(default_factory=list)
+    """Signs of a truncated or damaged file (for ``container.integrity``)."""
+    switched_vr: bool = False
+    """The data set is not encoded with the VR encoding its transfer syntax declares."""
+    meta_length: int | None = None
+    """Bytes of the file meta elements after (0002,0000), as walked; None when the group is not Explicit VR LE."""
+
+
+def read_instance(stream: BinaryIO, size: int, *, private: bool = True) -> ReadInstance:
+    """Read a seekable stream holding a whole P10 file of ``size`` bytes (see :class:`ReadInstance`);
+    ``private=False`` leaves private elements out of the index (when no check looks at them)."""
+    result = ReadInstance(size)
+    head = stream.read(P10_HEADER_LENGTH)
+    if not head:
+        result.p10_problem = Problem("empty file (0 bytes)")
+        return result
+    if len(head) < P10_HEADER_LENGTH or head[PREAMBLE_LENGTH:] != b"DICM":
+        result.p10_problem = Problem("not a DICOM P10 file (no 128-byte preamble and 'DICM' prefix)")
+        return result
+    result.meta_length = _meta_length(stream)
+    stream.seek(0)
+    with pydicom_silenced() as said:
+        try:
+            dataset = dcmread(stream, stop_before_pixels=True)
+        except Exception as exc:  # pydicom raises many kinds on damaged data
+            result.damage.append(Problem(f"the header cannot be read ({type(exc).__name__})"))
+            return result
+        result.dataset = dataset
+        implicit, little = (bool(flag) for flag in dataset.original_encoding)
+        _check_values(dataset, result.damage)
+        _read_rest(cast(BinaryIO, dataset.buffer), dataset, implicit, little, result)
+        result.index = index_dataset(dataset, dataset.file_meta, private=private)
+        result.damage.extend(result.index.damage)
+    for text in said:
+        if text.startswith(_SWITCHED_VR):
+            result.switched_vr = True
+        elif text.startswith(_TRUNCATED):
+            result.damage.append(Problem("the file ends inside a sequence or encapsulated data (truncated)"))
+    if len(dataset) == 0:
+        result.damage.append(Problem("no data set after the file meta information"))
+    return result
+
+
+def _meta_length(stream: BinaryIO) -> int | None:
+    """Walk the file meta group (Explicit VR Little Endian, PS3.10 §7.1) from just after the 'DICM' prefix."""
+    start = position = P10_HEADER_LENGTH
+    while True:
+        stream.seek(position)
+        header = stream.read(12)
+        if len(header) < 8 or struct.unpack("<H", header[:2])[0] != 0x0002:
+            break
+        vr = header[4:6]
+        if not (vr.isalpha() and vr.isupper()):
+            return None
+        if vr in _LONG_LENGTH_VRS:
+            if len(header) < 12:
+                return None
+            position += 12 + struct.unpack("<L", header[8:12])[0]
+        else:
+            position += 8 + struct.unpack("<H", header[6:8])[0]
+        if header[2:4] == b"\0\0":
+            start = position
+    return position - start
+
+
+def _check_values(dataset: Dataset, damage: list[Problem]) -> None:
+    for element in dataset.values():
+        if (
+            isinstance(element, RawDataElement)
+            and element.length != UNDEFINED_LENGTH
+            and element.value is not None
+            and len(element.value) < element.length
+        ):
+            damage.append(Problem("the file ends inside this element (truncated)", attribute_name(element.tag)))
+
+
+def _read_rest(buffer: BinaryIO, dataset: FileDataset, implicit: bool, little: bool, result: ReadInstance) -> None:
+    """Walk the pixel data element where the header stopped, then read the elements after it."""
+    position = buffer.tell()
+    end = buffer.seek(0, 2)
+    buffer.seek(position)
+    if end - position == 0:
+        _check_last_element(dataset, end, result.damage)
+        return
+    header = buffer.read(8)
+    if len(header) < 8:
+        result.damage.append(Problem("the file ends inside an element's tag (truncated)"))
+        return
+    endian = "<" if little else ">"
+    group, element = struct.unpack(f"{endian}HH", header[:4])
+    tag = group << 16 | element
+    if tag not in PIXEL_TAGS:
+        result.damage.append(Problem("unexpected data where the data set should go on", attribute_name(tag)))
+        return
+    keyword = PIXEL_TAGS[tag]
+    vr = header[4:6]
+    if vr in _LONG_LENGTH_VRS and header[6:8] == b"\0\0":  # explicit VR, whatever the transfer syntax declares
+        extra = buffer.read(4)
+        if len(extra) < 4:
+            result.damage.append(Problem("the file ends inside the element's header (truncated)", keyword))
+            return
+        length = struct.unpack(f"{endian}L", extra)[0]
+    elif not implicit and vr.isalpha() and vr.isupper():
+        length = struct.unpack(f"{endian}H", header[6:8])[0]
+    else:
+        length = struct.unpack(f"{endian}L", header[4:8])[0]
+    if length == UNDEFINED_LENGTH:
+        result.pixels = _walk_fragments(buffer, end, keyword, result.damage)
+        if result.pixels is None:
+            return
+    else:
+        result.pixels = PixelLayout(keyword, length)
+        if buffer.tell() + length > end:
+            result.damage.append(Problem("the file ends inside the pixel data (truncated)", keyword))
+            return
+        buffer.seek(length, 1)
+    if buffer.tell() < end:
+        try:
+            trailing = read_dataset(buffer, implicit, little)
+        except Exception as exc:
+            result.damage.append(Problem(f"the elements after the pixel data cannot be read ({type(exc).__name__})"))
+            return
+        _check_values(trailing, result.damage)
+        for element in trailing.elements():
+            if element.tag not in dataset:
+                dataset[element.tag] = element
+        if buffer.tell() < end:
+            result.damage.append(Problem("unreadable data after the pixel data"))
+
+
+def _walk_fragments(buffer: BinaryIO, end: int, keyword: str, damage: list[Problem]) -> PixelLayout | None:
+    """The items of encapsulated pixel data (PS3.5 A.4), each skipped after its first bytes; None (and the damage
+    noted) when they do not end with the sequence delimiter."""
+    offsets: tuple[int, ...] = ()
+    fragments: list[Fragment] = []
+    first_fragment: int | None = None
+    items = 0
+    while True:
+        start = buffer.tell()
+        header = buffer.read(8)
+        if len(header) < 8:
+            damage.append(Problem("the pixel data ends without its sequence delimiter (truncated)", keyword))
+            return None
+        group, element, length = struct.unpack("<HHL", header)
+        tag = group << 16 | element
+        if tag == _SEQUENCE_DELIMITER:
+            break
+        if tag != _ITEM:
+            damage.append(Problem("encapsulated pixel data holds something other than items", keyword))
+            return None
+        if length == UNDEFINED_LENGTH or start + 8 + length > end:
+            damage.append(Problem("an item of the encapsulated pixel data is cut short or has no length", keyword))
+            return None
+        if items == 0:
+            table = buffer.read(length)
+            offsets = struct.unpack(f"<{length // 4}L", table[: length - length % 4])
+            if length % 4:
+                damage.append(Problem("the Basic Offset Table's length is not a multiple of 4", keyword))
+        else:
+            first_fragment = start if first_fragment is None else first_fragment
+            head = buffer.read(min(length, FRAGMENT_HEAD))
+            fragments.append(Fragment(start - first_fragment, length, head))
+            buffer.seek(start + 8 + length)
+        items += 1
+    return PixelLayout(keyword, None, offsets, tuple(fragments))
+
+
+def _check_last_element(dataset: Dataset, end: int, damage: list[Problem]) -> None:
+    """A file that stops less than one element header after its last complete element was cut inside a tag."""
+    last = None
+    for element in dataset.elements():
+        last = element
+    if isinstance(last, RawDataElement) and last.length != UNDEFINED_LENGTH and last.value is not None:
+        gap = end - (last.value_tell + last.length)
+        if 0 < gap < 8:
+            damage.append(Problem("the file ends inside an element's tag (truncated)"))
