@@ -41,15 +41,28 @@ class _DropRecords(logging.Filter):
         return False
 
 
+_pydicom_loggers: tuple[int, list[logging.Logger]] = (-1, [])
+
+
+def _loggers() -> list[logging.Logger]:
+    """pydicom's logger and its children (a parent's filters do not see records its children log)."""
+    global _pydicom_loggers
+    known = logging.Logger.manager.loggerDict
+    if _pydicom_loggers[0] != len(known):
+        names = [name for name in list(known) if name == "pydicom" or name.startswith("pydicom.")]
+        _pydicom_loggers = (len(known), [logging.getLogger(name) for name in names])
+    return _pydicom_loggers[1]
+
+
 @contextmanager
 def pydicom_silenced() -> Iterator[list[str]]:
     """Within the block, pydicom's warnings are collected (their texts, for classification only: they may quote
     values), its log records dropped, and its value validation off (the checks judge values; pydicom's would only
     warn, slowly). Not thread-safe (``warnings.catch_warnings`` and pydicom's settings are process-wide):
     validation reads files in one thread per process."""
-    logger = logging.getLogger("pydicom")
-    drop = _DropRecords()
-    logger.addFilter(drop)
+    loggers, drop = _loggers(), _DropRecords()
+    for logger in loggers:
+        logger.addFilter(drop)
     texts: list[str] = []
     try:
         with warnings.catch_warnings(record=True) as caught, config.disable_value_validation():
@@ -57,7 +70,8 @@ def pydicom_silenced() -> Iterator[list[str]]:
             yield texts
             texts.extend(str(warning.message) for warning in caught)
     finally:
-        logger.removeFilter(drop)
+        for logger in loggers:
+            logger.removeFilter(drop)
 
 
 @dataclass(frozen=True)
