@@ -60,7 +60,7 @@ def run_dciodvfy(executable: str, path: Path, timeout: float, dataset: Dataset |
     except OSError as exc:
         return IodResult(IodStatus.UNKNOWN, problems=(Problem(f"dciodvfy could not be run ({type(exc).__name__})"),))
     output = (done.stdout + done.stderr).decode("latin-1").splitlines()
-    iod = next((line.strip() for line in done.stdout.decode("latin-1").splitlines() if _is_iod(line)), None)
+    iod = next((line.strip() for line in output if _is_iod(line)), None)
     errors = [message for line in output if (message := _MESSAGE.match(line)) and message.group(1) == "Error"]
     if done.returncode not in (0, 1):
         how = f"signal {-done.returncode}" if done.returncode < 0 else f"exit status {done.returncode}"
