@@ -138,7 +138,9 @@ def read_instance(stream: BinaryIO, size: int, *, private: bool = True) -> ReadI
         result.dataset = dataset
         implicit, little = (bool(flag) for flag in dataset.original_encoding)
         _check_values(dataset, result.damage)
-        _read_rest(cast(BinaryIO, dataset.buffer), dataset, implicit, little, result)
+        # where pydicom stopped: the stream given, or the inflated copy of a deflated data set
+        rest = cast(BinaryIO, dataset.buffer) if dataset.buffer is not None else stream
+        _read_rest(rest, dataset, implicit, little, result)
         result.index = index_dataset(dataset, dataset.file_meta, private=private)
         result.damage.extend(result.index.damage)
     for text in said:

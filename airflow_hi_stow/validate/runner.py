@@ -157,6 +157,7 @@ def validate_files(
     outcomes = [_settle(store, file, verdict, remove_source) for file, verdict in zip(files, verdicts, strict=True)]
     if remove_source is not None:
         outcomes.extend(_earlier(store, {file.name for file in files}))
+        outcomes.sort(key=lambda outcome: outcome.source)
     run = ValidationRun(outcomes, settings, [c.to_dict([f.name for f in files]) for c in conflicts], "")
     run.manifest = output.put_file(GOOD_MANIFEST, io.BytesIO(_manifest(run.good)))
     good_names = [outcome.source for outcome in run.good]

@@ -143,17 +143,19 @@ def _offset_tables(file: ReadInstance, pixels: PixelLayout, frames: int) -> Iter
     if offsets:
         starts = {fragment.offset for fragment in pixels.fragments}
         if len(offsets) != frames:
-            yield Problem(f"the Basic Offset Table lists {len(offsets)} frame(s), Number of Frames is {frames}")
+            yield Problem(
+                f"the Basic Offset Table lists {len(offsets)} frame(s), Number of Frames is {frames}", pixels.keyword
+            )
         elif offsets[0] != 0 or any(b <= a for a, b in pairwise(offsets)):
             yield Problem("the Basic Offset Table's offsets do not start at 0 and increase", pixels.keyword)
         elif not set(offsets) <= starts:
             yield Problem("a Basic Offset Table offset does not point at a fragment", pixels.keyword)
     extended = file.dataset.get("ExtendedOffsetTable")
-    if extended is not None and extended.value:
+    if extended:
         if offsets:
             yield Problem("both a Basic and an Extended Offset Table (the Basic one must be empty)", pixels.keyword)
-        if len(extended.value) != 8 * frames:
-            yield Problem(f"lists {len(extended.value) // 8} frame(s), Number of Frames is {frames}", extended.keyword)
+        if len(extended) != 8 * frames:
+            yield Problem(f"lists {len(extended) // 8} frame(s), Number of Frames is {frames}", "ExtendedOffsetTable")
 
 
 def _frame_starts(pixels: PixelLayout, frames: int) -> list[Fragment]:
