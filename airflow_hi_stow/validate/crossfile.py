@@ -10,12 +10,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pydicom.dataset import Dataset
-
 from airflow_hi_stow.core.healthimaging import SERIES_GROUPING_ELEMENTS, STUDY_GROUPING_ELEMENTS
 from airflow_hi_stow.validate.check import Check, Scope
-from airflow_hi_stow.validate.checks.container import text
 from airflow_hi_stow.validate.findings import Problem, Severity
+from airflow_hi_stow.validate.reading import ReadInstance
 
 STUDY_ATTRIBUTES = (
     *(keyword for _, keyword in STUDY_GROUPING_ELEMENTS if keyword != "StudyInstanceUID"),
@@ -59,22 +57,22 @@ class Identity:
     series_values: tuple[bytes, ...]
 
 
-def identity_of(dataset: Dataset, key: bytes) -> Identity | None:
+def identity_of(file: ReadInstance, key: bytes) -> Identity | None:
     """None without the UIDs a comparison needs (``identity.required_uids`` reports that)."""
-    sop, study, series = (text(dataset, k) for k in ("SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID"))
+    sop, study, series = (file.text(k) for k in ("SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID"))
     if not (sop and study and series):
         return None
     return Identity(
         sop,
         study,
         series,
-        study_values=tuple(_digest(_normalised(dataset, k), key) for k in STUDY_ATTRIBUTES),
-        series_values=tuple(_digest(_normalised(dataset, k), key) for k in (*SERIES_ATTRIBUTES, SERIES_STUDY)),
+        study_values=tuple(_digest(_normalised(file, k), key) for k in STUDY_ATTRIBUTES),
+        series_values=tuple(_digest(_normalised(file, k), key) for k in (*SERIES_ATTRIBUTES, SERIES_STUDY)),
     )
 
 
-def _normalised(dataset: Dataset, keyword: str) -> str:
-    value = text(dataset, keyword)
+def _normalised(file: ReadInstance, keyword: str) -> str:
+    value = file.text(keyword)
     if keyword == "SeriesNumber" and value.lstrip("+-").isdigit():
         return str(int(value))
     return value

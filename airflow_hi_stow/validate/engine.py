@@ -89,7 +89,7 @@ def _inspect(file: InputFile, stream: BinaryIO, size: int, settings: ValidationS
     identity = None
     if read.dataset is not None:
         with pydicom_silenced():
-            identity = identity_of(read.dataset, key)
+            identity = identity_of(read, key)
     iod = None
     if settings.enabled(dciodvfy.CHECK.name) and settings.dciodvfy and read.p10_problem is None:
         with _local_copy(file, stream) as path, pydicom_silenced():

@@ -12,15 +12,18 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import cache
 from typing import BinaryIO, cast
 
 from pydicom import config, dcmread
+from pydicom.datadict import tag_for_keyword
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset, FileDataset
 from pydicom.filereader import read_dataset
+from pydicom.multival import MultiValue
 
 from airflow_hi_stow.validate.findings import Problem
-from airflow_hi_stow.validate.index import DatasetIndex, attribute_name, index_dataset
+from airflow_hi_stow.validate.index import DatasetIndex, attribute_name, element_vr, index_dataset
 
 PREAMBLE_LENGTH = 128
 P10_HEADER_LENGTH = PREAMBLE_LENGTH + 4
@@ -98,6 +101,40 @@ class PixelLayout:
         return self.length is None
 
 
+_TEXT_VRS = frozenset(
+    {"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH", "ST", "TM", "UC", "UI", "UR", "UT"}
+)
+
+
+@cache
+def _tag(keyword: str) -> int:
+    tag = tag_for_keyword(keyword)
+    assert tag is not None, keyword
+    return tag
+
+
+def element_text(dataset: Dataset, keyword: str) -> str:
+    """A top-level element's value as stripped text (values joined with backslashes); empty when absent or empty.
+
+    ASCII text is decoded from the raw bytes: converting an element through pydicom costs far more, and most values
+    the checks read are ASCII. Other text (a character set, ISO 2022 escapes) and binary values go through pydicom.
+    """
+    element = dataset.get_item(_tag(keyword))
+    if element is None:
+        return ""
+    if isinstance(element, RawDataElement):
+        raw = element.value
+        if isinstance(raw, bytes) and element_vr(element) in _TEXT_VRS and raw.isascii() and b"\x1b" not in raw:
+            return raw.decode("ascii").strip(" \0")
+        element = dataset[element.tag]
+    value = element.value
+    if value is None:
+        return ""
+    if isinstance(value, MultiValue):
+        return "\\".join(str(part) for part in value).strip()
+    return str(value).strip()
+
+
 @dataclass
 class ReadInstance:
     """Everything validation needs from one file. ``dataset`` holds the header and any elements after the pixel
@@ -114,6 +151,24 @@ class ReadInstance:
     """The data set is not encoded with the VR encoding its transfer syntax declares."""
     meta_length: int | None = None
     """Bytes of the file meta elements after (0002,0000), as walked; None when the group is not Explicit VR LE."""
+    _texts: dict[tuple[bool, str], str] = field(default_factory=dict, repr=False)
+
+    def text(self, keyword: str) -> str:
+        """A top-level element's value as text (see :func:`element_text`), read once."""
+        return self._text(False, keyword)
+
+    def meta_text(self, keyword: str) -> str:
+        """A file meta element's value as text."""
+        return self._text(True, keyword)
+
+    def _text(self, meta: bool, keyword: str) -> str:
+        found = self._texts.get((meta, keyword))
+        if found is None:
+            if self.dataset is None:
+                return ""
+            found = element_text(self.dataset.file_meta if meta else self.dataset, keyword)
+            self._texts[meta, keyword] = found
+        return found
 
 
 def read_instance(stream: BinaryIO, size: int, *, private: bool = True) -> ReadInstance:
@@ -176,14 +231,17 @@ def _meta_length(stream: BinaryIO) -> int | None:
 
 
 def _check_values(dataset: Dataset, damage: list[Problem]) -> None:
-    for element in dataset.values():
-        if (
-            isinstance(element, RawDataElement)
-            and element.length != UNDEFINED_LENGTH
-            and element.value is not None
-            and len(element.value) < element.length
-        ):
-            damage.append(Problem("the file ends inside this element (truncated)", attribute_name(element.tag)))
+    """A value shorter than its length: only the last element read can be one (pydicom stops at the file's end)."""
+    if not len(dataset):
+        return
+    element = list(dataset.values())[-1]
+    if (
+        isinstance(element, RawDataElement)
+        and element.length != UNDEFINED_LENGTH
+        and element.value is not None
+        and len(element.value) < element.length
+    ):
+        damage.append(Problem("the file ends inside this element (truncated)", attribute_name(element.tag)))
 
 
 def _read_rest(buffer: BinaryIO, dataset: FileDataset, implicit: bool, little: bool, result: ReadInstance) -> None:

@@ -4,17 +4,11 @@ data set, a readable transfer syntax, and a file that is whole."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from functools import cache
 
-from pydicom.datadict import tag_for_keyword
-from pydicom.dataelem import RawDataElement
-from pydicom.dataset import Dataset
-from pydicom.multival import MultiValue
 from pydicom.uid import UID, PrivateTransferSyntaxes
 
 from airflow_hi_stow.validate.check import Check, Scope, file_check
 from airflow_hi_stow.validate.findings import Problem, Severity
-from airflow_hi_stow.validate.index import element_vr
 from airflow_hi_stow.validate.reading import ReadInstance
 from airflow_hi_stow.validate.settings import ValidationSettings
 
@@ -28,40 +22,6 @@ REQUIRED_META = (
     (0x00020012, "ImplementationClassUID"),
 )
 """The Type 1 elements of the File Meta Information (PS3.10 Table 7.1-1)."""
-
-
-_TEXT_VRS = frozenset(
-    {"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH", "ST", "TM", "UC", "UI", "UR", "UT"}
-)
-
-
-@cache
-def _tag(keyword: str) -> int:
-    tag = tag_for_keyword(keyword)
-    assert tag is not None, keyword
-    return tag
-
-
-def text(dataset: Dataset, keyword: str) -> str:
-    """A top-level element's value as stripped text (values joined with backslashes); empty when absent or empty.
-
-    ASCII text is decoded from the raw bytes: converting an element through pydicom costs far more, and most values
-    the checks read are ASCII. Other text (a character set, ISO 2022 escapes) and binary values go through pydicom.
-    """
-    element = dataset.get_item(_tag(keyword))
-    if element is None:
-        return ""
-    if isinstance(element, RawDataElement):
-        raw = element.value
-        if isinstance(raw, bytes) and element_vr(element) in _TEXT_VRS and raw.isascii() and b"\x1b" not in raw:
-            return raw.decode("ascii").strip(" \0")
-        element = dataset[element.tag]
-    value = element.value
-    if value is None:
-        return ""
-    if isinstance(value, MultiValue):
-        return "\\".join(str(part) for part in value).strip()
-    return str(value).strip()
 
 
 @file_check("container.p10", Severity.ERROR, "a 128-byte preamble and the 'DICM' prefix", needs_dataset=False)
@@ -93,13 +53,11 @@ def file_meta(file: ReadInstance, settings: ValidationSettings) -> Iterator[Prob
     "container.media_storage_uids", Severity.ERROR, "Media Storage SOP Class/Instance UIDs equal SOPClassUID/Instance"
 )
 def media_storage_uids(file: ReadInstance, settings: ValidationSettings) -> Iterator[Problem]:
-    assert file.dataset is not None
-    meta = file.dataset.file_meta
     for meta_keyword, keyword in (
         ("MediaStorageSOPClassUID", "SOPClassUID"),
         ("MediaStorageSOPInstanceUID", "SOPInstanceUID"),
     ):
-        in_meta, in_dataset = text(meta, meta_keyword), text(file.dataset, keyword)
+        in_meta, in_dataset = file.meta_text(meta_keyword), file.text(keyword)
         if in_meta and in_dataset and in_meta != in_dataset:
             yield Problem(f"differs from {keyword} in the data set", meta_keyword)
 
@@ -107,7 +65,7 @@ def media_storage_uids(file: ReadInstance, settings: ValidationSettings) -> Iter
 @file_check("container.transfer_syntax", Severity.ERROR, "a known transfer syntax, and the data set encoded in it")
 def transfer_syntax(file: ReadInstance, settings: ValidationSettings) -> Iterator[Problem]:
     assert file.dataset is not None
-    uid = text(file.dataset.file_meta, "TransferSyntaxUID")
+    uid = file.meta_text("TransferSyntaxUID")
     if not uid:
         return
     if not UID(uid).is_transfer_syntax and uid not in PrivateTransferSyntaxes:
@@ -129,7 +87,7 @@ def integrity(file: ReadInstance, settings: ValidationSettings) -> Iterator[Prob
 @file_check("container.dicomdir", Severity.ERROR, "not a DICOMDIR (a media directory, not an instance)")
 def dicomdir(file: ReadInstance, settings: ValidationSettings) -> Iterator[Problem]:
     assert file.dataset is not None
-    classes = {text(file.dataset.file_meta, "MediaStorageSOPClassUID"), text(file.dataset, "SOPClassUID")}
+    classes = {file.meta_text("MediaStorageSOPClassUID"), file.text("SOPClassUID")}
     if MEDIA_STORAGE_DIRECTORY in classes:
         yield Problem("a DICOMDIR (media directory), not an instance to store")
 

@@ -8,7 +8,6 @@ from collections import Counter
 from collections.abc import Iterator
 
 from airflow_hi_stow.validate.check import file_check
-from airflow_hi_stow.validate.checks.container import text
 from airflow_hi_stow.validate.findings import Problem, Severity
 from airflow_hi_stow.validate.index import PrivateElement
 from airflow_hi_stow.validate.reading import ReadInstance
@@ -24,10 +23,10 @@ _PRINTABLE_CREATOR = re.compile(r"[A-Za-z0-9 _.\-/]{1,64}")
 )
 def identity_removed(file: ReadInstance, settings: ValidationSettings) -> Iterator[Problem]:
     assert file.dataset is not None
-    if text(file.dataset, "PatientIdentityRemoved") != "YES":
+    if file.text("PatientIdentityRemoved") != "YES":
         yield Problem("is not YES", "PatientIdentityRemoved")
     method = file.dataset.get("DeidentificationMethodCodeSequence")
-    if not text(file.dataset, "DeidentificationMethod") and not (method is not None and method.value):
+    if not file.text("DeidentificationMethod") and not (method is not None and method.value):
         yield Problem("neither DeidentificationMethod nor DeidentificationMethodCodeSequence records the method")
 
 

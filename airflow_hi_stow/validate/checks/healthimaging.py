@@ -9,7 +9,6 @@ from pydicom.uid import UID
 
 from airflow_hi_stow.validate import constraints
 from airflow_hi_stow.validate.check import file_check
-from airflow_hi_stow.validate.checks.container import text
 from airflow_hi_stow.validate.findings import Problem, Severity
 from airflow_hi_stow.validate.reading import ReadInstance
 from airflow_hi_stow.validate.settings import ValidationSettings
@@ -18,7 +17,7 @@ from airflow_hi_stow.validate.settings import ValidationSettings
 @file_check("healthimaging.transfer_syntax", Severity.ERROR, "a transfer syntax HealthImaging imports")
 def transfer_syntax(file: ReadInstance, settings: ValidationSettings) -> Iterator[Problem]:
     assert file.dataset is not None
-    uid = text(file.dataset.file_meta, "TransferSyntaxUID")
+    uid = file.meta_text("TransferSyntaxUID")
     if uid and uid not in settings.transfer_syntaxes:
         name = UID(uid).name if UID(uid).is_transfer_syntax else "not a standard transfer syntax"
         yield Problem(
@@ -31,7 +30,7 @@ def transfer_syntax(file: ReadInstance, settings: ValidationSettings) -> Iterato
 def element_length(file: ReadInstance, settings: ValidationSettings) -> Iterator[Problem]:
     assert file.dataset is not None
     for limit in constraints.ELEMENT_LIMITS:
-        value = text(file.dataset, limit.keyword)
+        value = file.text(limit.keyword)
         if not value:
             continue
         if limit.max_length is not None and len(value) > limit.max_length:
@@ -54,10 +53,7 @@ def element_length(file: ReadInstance, settings: ValidationSettings) -> Iterator
 )
 def binary_segmentation(file: ReadInstance, settings: ValidationSettings) -> Iterator[Problem]:
     assert file.dataset is not None
-    if (
-        text(file.dataset, "SOPClassUID") == constraints.SEGMENTATION_STORAGE
-        and text(file.dataset, "SegmentationType") == "BINARY"
-    ):
+    if file.text("SOPClassUID") == constraints.SEGMENTATION_STORAGE and file.text("SegmentationType") == "BINARY":
         yield Problem(f"a Binary Segmentation: {constraints.UNSUPPORTED_CONTENT}", "SegmentationType")
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from airflow_hi_stow.validate.check import file_check
-from airflow_hi_stow.validate.checks.container import text
 from airflow_hi_stow.validate.findings import Problem, Severity
 from airflow_hi_stow.validate.reading import ReadInstance
 from airflow_hi_stow.validate.settings import ValidationSettings
@@ -19,7 +18,7 @@ REQUIRED_UIDS = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesIns
 def required_uids(file: ReadInstance, settings: ValidationSettings) -> Iterator[Problem]:
     assert file.dataset is not None
     for keyword in REQUIRED_UIDS:
-        if not text(file.dataset, keyword):
+        if not file.text(keyword):
             yield Problem("missing or empty", keyword)
 
 

@@ -11,7 +11,6 @@ from pydicom.pixels.utils import get_expected_length
 from pydicom.uid import UID
 
 from airflow_hi_stow.validate.check import file_check
-from airflow_hi_stow.validate.checks.container import text
 from airflow_hi_stow.validate.findings import Problem, Severity
 from airflow_hi_stow.validate.reading import Fragment, PixelLayout, ReadInstance
 from airflow_hi_stow.validate.settings import ValidationSettings
@@ -48,13 +47,13 @@ _J2K_CODESTREAM, _JP2_SIGNATURE = b"\xff\x4f\xff\x51", b"\x00\x00\x00\x0cjP  "
 
 def _transfer_syntax(file: ReadInstance) -> UID:
     assert file.dataset is not None
-    return UID(text(file.dataset.file_meta, "TransferSyntaxUID"))
+    return UID(file.meta_text("TransferSyntaxUID"))
 
 
 def _frames(file: ReadInstance) -> int | None:
     """Number of Frames (1 when absent); None when it is not a positive integer."""
     assert file.dataset is not None
-    value = text(file.dataset, "NumberOfFrames") or "1"
+    value = file.text("NumberOfFrames") or "1"
     return int(value) if value.isdigit() and int(value) > 0 else None
 
 
@@ -84,7 +83,7 @@ def native_length(file: ReadInstance, settings: ValidationSettings) -> Iterator[
     if pixels.encapsulated:
         yield Problem("encapsulated (undefined length) in a native transfer syntax", pixels.keyword)
         return
-    missing = [keyword for keyword in PIXEL_ATTRIBUTES if not text(file.dataset, keyword).isdigit()]
+    missing = [keyword for keyword in PIXEL_ATTRIBUTES if not file.text(keyword).isdigit()]
     if missing:
         yield Problem(f"cannot be checked: {', '.join(missing)} missing or not a number", pixels.keyword)
         return
@@ -190,7 +189,7 @@ def _starts_like(syntax: str, fragment: Fragment) -> bool:
 )
 def photometric(file: ReadInstance, settings: ValidationSettings) -> Iterator[Problem]:
     assert file.dataset is not None
-    interpretation = text(file.dataset, "PhotometricInterpretation")
+    interpretation = file.text("PhotometricInterpretation")
     if not interpretation:
         if file.pixels is not None:
             yield Problem("missing, although there is pixel data", "PhotometricInterpretation")
@@ -199,7 +198,7 @@ def photometric(file: ReadInstance, settings: ValidationSettings) -> Iterator[Pr
     if expected is None:
         yield Problem("not a defined term of PS3.3 C.7.6.3.1.2", "PhotometricInterpretation")
         return
-    samples = text(file.dataset, "SamplesPerPixel")
+    samples = file.text("SamplesPerPixel")
     if samples.isdigit() and int(samples) != expected:
         yield Problem(
             f"{interpretation} has {expected} sample(s) per pixel, SamplesPerPixel says {samples}", "SamplesPerPixel"
