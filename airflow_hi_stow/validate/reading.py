@@ -6,6 +6,7 @@ and turned into value-free facts; nothing it says while reading reaches a log.
 
 from __future__ import annotations
 
+import io
 import logging
 import struct
 import warnings
@@ -22,6 +23,7 @@ from pydicom.dataset import Dataset, FileDataset
 from pydicom.filereader import read_dataset
 from pydicom.multival import MultiValue
 
+from airflow_hi_stow.validate.fastread import LONG_LENGTH_VRS, read_explicit_little
 from airflow_hi_stow.validate.findings import Problem
 from airflow_hi_stow.validate.index import DatasetIndex, attribute_name, element_vr, index_dataset
 
@@ -30,9 +32,6 @@ P10_HEADER_LENGTH = PREAMBLE_LENGTH + 4
 PIXEL_TAGS = {0x7FE00008: "FloatPixelData", 0x7FE00009: "DoubleFloatPixelData", 0x7FE00010: "PixelData"}
 UNDEFINED_LENGTH = 0xFFFFFFFF
 _ITEM, _SEQUENCE_DELIMITER = 0xFFFEE000, 0xFFFEE0DD
-_LONG_LENGTH_VRS = frozenset(
-    {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
-)
 FRAGMENT_HEAD = 16
 """Bytes kept from the start of each fragment, enough to recognise a codestream's first marker."""
 _SWITCHED_VR = ("Expected explicit VR, but found implicit VR", "Expected implicit VR, but found explicit VR")
@@ -186,7 +185,8 @@ def read_instance(stream: BinaryIO, size: int, *, private: bool = True) -> ReadI
     stream.seek(0)
     with pydicom_silenced() as said:
         try:
-            dataset = dcmread(stream, stop_before_pixels=True)
+            fast = read_explicit_little(stream) if isinstance(stream, io.BytesIO) else None
+            dataset = fast if fast is not None else dcmread(stream, stop_before_pixels=True)
         except Exception as exc:  # pydicom raises many kinds on damaged data
             result.damage.append(Problem(f"the header cannot be read ({type(exc).__name__})"))
             return result
@@ -219,7 +219,7 @@ def _meta_length(stream: BinaryIO) -> int | None:
         vr = header[4:6]
         if not (vr.isalpha() and vr.isupper()):
             return None
-        if vr in _LONG_LENGTH_VRS:
+        if vr in LONG_LENGTH_VRS:
             if len(header) < 12:
                 return None
             position += 12 + struct.unpack("<L", header[8:12])[0]
@@ -264,7 +264,7 @@ def _read_rest(buffer: BinaryIO, dataset: FileDataset, implicit: bool, little: b
         return
     keyword = PIXEL_TAGS[tag]
     vr = header[4:6]
-    if vr in _LONG_LENGTH_VRS and header[6:8] == b"\0\0":  # explicit VR, whatever the transfer syntax declares
+    if vr in LONG_LENGTH_VRS and header[6:8] == b"\0\0":  # explicit VR, whatever the transfer syntax declares
         extra = buffer.read(4)
         if len(extra) < 4:
             result.damage.append(Problem("the file ends inside the element's header (truncated)", keyword))

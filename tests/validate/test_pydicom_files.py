@@ -1,5 +1,6 @@
 """Real-world files: every file of pydicom's bundled test set that pydicom itself reads without a warning passes the
-default checks, unless this table names the checks it fails and why."""
+default checks, unless this table names the checks it fails and why. And on every file of the set, the fast reading
+of the common case (:mod:`airflow_hi_stow.validate.fastread`) reads what pydicom reads."""
 
 from __future__ import annotations
 
@@ -9,9 +10,11 @@ from pathlib import Path
 
 import pydicom.data
 import pytest
-from pydicom import dcmread
+from pydicom import Dataset, FileDataset, dcmread
 
 from airflow_hi_stow.validate import Severity, ValidationSettings, check_instance, read_instance
+from airflow_hi_stow.validate.fastread import read_explicit_little
+from airflow_hi_stow.validate.reading import pydicom_silenced
 
 TEST_FILES = Path(pydicom.data.__file__).parent / "test_files"
 _DICOMDIR = ({"container.dicomdir", "identity.required_uids"}, "a DICOMDIR: a media directory, not an instance")
@@ -107,3 +110,52 @@ def test_each_file_passes_or_fails_as_the_table_says(name: str) -> None:
     failed = {finding.check for finding in findings if finding.severity == Severity.ERROR}
     expected, why = FAILING.get(name, (set(), "passes"))
     assert failed == expected, why
+
+
+EVERY_FILE = sorted(str(path.relative_to(TEST_FILES)) for path in TEST_FILES.rglob("*") if path.is_file())
+
+
+def _elements(dataset: Dataset) -> list[tuple[int, str, object]]:
+    return [(element.tag, element.VR, element.value) for element in dataset]
+
+
+def _fast(name: str) -> FileDataset | None:
+    with pydicom_silenced():
+        return read_explicit_little(io.BytesIO((TEST_FILES / name).read_bytes()))
+
+
+COMMON_CASE = [name for name in EVERY_FILE if _fast(name) is not None]
+
+
+def test_the_fast_reading_takes_the_common_case_and_leaves_the_rest_to_pydicom() -> None:
+    assert len(COMMON_CASE) > 100
+    for other in ("MR_small_implicit.dcm", "MR_small_bigendian.dcm", "image_dfl.dcm", "no_meta.dcm", "README.txt"):
+        assert other in EVERY_FILE
+        assert other not in COMMON_CASE
+    assert {"CT_small.dcm", "JPEG2000.dcm", "SC_rgb_rle.dcm", "examples_ybr_color.dcm"} <= set(COMMON_CASE)
+
+
+@pytest.mark.parametrize("name", COMMON_CASE)
+def test_the_fast_reading_reads_what_pydicom_reads(name: str) -> None:
+    data = (TEST_FILES / name).read_bytes()
+    with pydicom_silenced():
+        fast_stream, slow_stream = io.BytesIO(data), io.BytesIO(data)
+        fast = read_explicit_little(fast_stream)
+        slow = dcmread(slow_stream, stop_before_pixels=True)
+        assert fast is not None
+        assert fast_stream.tell() == slow_stream.tell()
+        assert _elements(fast.file_meta) == _elements(slow.file_meta)
+        assert _elements(fast) == _elements(slow)
+        assert fast.original_encoding == slow.original_encoding
+        assert fast.original_character_set == slow.original_character_set
+        assert fast.preamble == slow.preamble
+
+
+@pytest.mark.parametrize("name", EVERY_FILE)
+def test_a_file_read_in_place_has_the_findings_of_one_read_into_memory(name: str) -> None:
+    path = TEST_FILES / name
+    settings = ValidationSettings.of({"deid": "warning"})
+    in_memory = check_instance(read_instance(io.BytesIO(path.read_bytes()), path.stat().st_size), settings)
+    with path.open("rb") as stream:  # pydicom reads an opened file itself
+        in_place = check_instance(read_instance(stream, path.stat().st_size), settings)
+    assert in_place == in_memory
