@@ -75,8 +75,12 @@ def inspect_file(file: InputFile, settings: ValidationSettings, key: bytes) -> F
         size = file.size
         with file.open() as stream:
             if size <= settings.max_in_memory_bytes:
-                data = stream.read()
-                return _inspect(file, io.BytesIO(data), len(data), settings, key)
+                data = stream.read(settings.max_in_memory_bytes + 1)
+                if len(data) <= settings.max_in_memory_bytes:
+                    return _inspect(file, io.BytesIO(data), len(data), settings, key)
+                stream.seek(0)  # it grew since it was listed: read it in place
+                size = stream.seek(0, 2)
+                stream.seek(0)
             return _inspect(file, stream, size, settings, key)
     except OSError as exc:
         reason = f"cannot be read ({exc.strerror or type(exc).__name__})"

@@ -1,5 +1,5 @@
-"""Reading one DICOM P10 file for validation: the header through pydicom (pixel data never decoded, nor even read
-into memory), the layout of the pixel data element walked item by item, the elements after it, and every sign of a
+"""Reading one DICOM P10 file for validation: the header through pydicom (or :mod:`.scan` in the common case), the
+pixel data never decoded nor copied out, the layout of the pixel data element walked item by item, the elements after it, and every sign of a
 truncated or damaged file noted on the way. pydicom's warnings and log records quote values, so they are caught here
 and turned into value-free facts; nothing it says while reading reaches a log.
 """
@@ -23,14 +23,21 @@ from pydicom.dataset import Dataset, FileDataset
 from pydicom.filereader import read_dataset
 from pydicom.multival import MultiValue
 
-from airflow_hi_stow.validate.fastread import LONG_LENGTH_VRS, read_explicit_little
 from airflow_hi_stow.validate.findings import Problem
 from airflow_hi_stow.validate.index import DatasetIndex, attribute_name, element_vr, index_dataset
+from airflow_hi_stow.validate.scan import (
+    LONG_LENGTH_VRS,
+    P10_HEADER,
+    PIXEL_TAGS,
+    UNDEFINED_LENGTH,
+    meta_length,
+    read_explicit_little,
+    scan_meta,
+)
 
 PREAMBLE_LENGTH = 128
-P10_HEADER_LENGTH = PREAMBLE_LENGTH + 4
-PIXEL_TAGS = {0x7FE00008: "FloatPixelData", 0x7FE00009: "DoubleFloatPixelData", 0x7FE00010: "PixelData"}
-UNDEFINED_LENGTH = 0xFFFFFFFF
+META_READ = 64 * 1024
+"""Bytes read to scan the file meta group of a file read in place (the group is far smaller)."""
 _ITEM, _SEQUENCE_DELIMITER = 0xFFFEE000, 0xFFFEE0DD
 FRAGMENT_HEAD = 16
 """Bytes kept from the start of each fragment, enough to recognise a codestream's first marker."""
@@ -174,18 +181,21 @@ def read_instance(stream: BinaryIO, size: int, *, private: bool = True) -> ReadI
     """Read a seekable stream holding a whole P10 file of ``size`` bytes (see :class:`ReadInstance`);
     ``private=False`` leaves private elements out of the index (when no check looks at them)."""
     result = ReadInstance(size)
-    head = stream.read(P10_HEADER_LENGTH)
+    head = stream.read(P10_HEADER)
     if not head:
         result.p10_problem = Problem("empty file (0 bytes)")
         return result
-    if len(head) < P10_HEADER_LENGTH or head[PREAMBLE_LENGTH:] != b"DICM":
+    if len(head) < P10_HEADER or head[PREAMBLE_LENGTH:] != b"DICM":
         result.p10_problem = Problem("not a DICOM P10 file (no 128-byte preamble and 'DICM' prefix)")
         return result
-    result.meta_length = _meta_length(stream)
+    in_memory = stream if isinstance(stream, io.BytesIO) else None
+    stream.seek(0)
+    meta = scan_meta(in_memory.getvalue() if in_memory is not None else stream.read(META_READ))
+    result.meta_length = meta_length(meta) if meta is not None else None
     stream.seek(0)
     with pydicom_silenced() as said:
         try:
-            fast = read_explicit_little(stream) if isinstance(stream, io.BytesIO) else None
+            fast = read_explicit_little(in_memory, meta) if in_memory is not None and meta is not None else None
             dataset = fast if fast is not None else dcmread(stream, stop_before_pixels=True)
         except Exception as exc:  # pydicom raises many kinds on damaged data
             result.damage.append(Problem(f"the header cannot be read ({type(exc).__name__})"))
@@ -208,40 +218,19 @@ def read_instance(stream: BinaryIO, size: int, *, private: bool = True) -> ReadI
     return result
 
 
-def _meta_length(stream: BinaryIO) -> int | None:
-    """Walk the file meta group (Explicit VR Little Endian, PS3.10 §7.1) from just after the 'DICM' prefix."""
-    start = position = P10_HEADER_LENGTH
-    while True:
-        stream.seek(position)
-        header = stream.read(12)
-        if len(header) < 8 or struct.unpack("<H", header[:2])[0] != 0x0002:
-            break
-        vr = header[4:6]
-        if not (vr.isalpha() and vr.isupper()):
-            return None
-        if vr in LONG_LENGTH_VRS:
-            if len(header) < 12:
-                return None
-            position += 12 + struct.unpack("<L", header[8:12])[0]
-        else:
-            position += 8 + struct.unpack("<H", header[6:8])[0]
-        if header[2:4] == b"\0\0":
-            start = position
-    return position - start
+def _last_read(dataset: Dataset) -> RawDataElement | None:
+    """The last element read, when it is raw and of a defined length: the only one a file's end can cut short."""
+    element = list(dataset.values())[-1] if len(dataset) else None
+    if isinstance(element, RawDataElement) and element.length != UNDEFINED_LENGTH and element.value is not None:
+        return element
+    return None
 
 
 def _check_values(dataset: Dataset, damage: list[Problem]) -> None:
-    """A value shorter than its length: only the last element read can be one (pydicom stops at the file's end)."""
-    if not len(dataset):
-        return
-    element = list(dataset.values())[-1]
-    if (
-        isinstance(element, RawDataElement)
-        and element.length != UNDEFINED_LENGTH
-        and element.value is not None
-        and len(element.value) < element.length
-    ):
-        damage.append(Problem("the file ends inside this element (truncated)", attribute_name(element.tag)))
+    """A value shorter than its length (pydicom reads what there is and stops at the file's end)."""
+    last = _last_read(dataset)
+    if last is not None and last.value is not None and len(last.value) < last.length:
+        damage.append(Problem("the file ends inside this element (truncated)", attribute_name(last.tag)))
 
 
 def _read_rest(buffer: BinaryIO, dataset: FileDataset, implicit: bool, little: bool, result: ReadInstance) -> None:
@@ -337,10 +326,6 @@ def _walk_fragments(buffer: BinaryIO, end: int, keyword: str, damage: list[Probl
 
 def _check_last_element(dataset: Dataset, end: int, damage: list[Problem]) -> None:
     """A file that stops less than one element header after its last complete element was cut inside a tag."""
-    last = None
-    for element in dataset.elements():
-        last = element
-    if isinstance(last, RawDataElement) and last.length != UNDEFINED_LENGTH and last.value is not None:
-        gap = end - (last.value_tell + last.length)
-        if 0 < gap < 8:
-            damage.append(Problem("the file ends inside an element's tag (truncated)"))
+    last = _last_read(dataset)
+    if last is not None and 0 < end - (last.value_tell + last.length) < 8:
+        damage.append(Problem("the file ends inside an element's tag (truncated)"))

@@ -33,8 +33,9 @@ log = logging.getLogger(__name__)
 REPORT = "report.json"
 GOOD_MANIFEST = "good.jsonl"
 DEFAULT_MAX_SOURCE_LIST = 1000
-PARALLEL_FROM_FILES = 1000
-"""Fewer files are checked in this process: starting worker processes costs more than it saves."""
+PARALLEL_FROM_FILES = 3000
+"""Fewer files are checked in this process: spawning worker processes (about a second) costs more than it saves
+(see docs/benchmarks.md)."""
 PROGRESS_SECONDS = 30.0
 
 
@@ -141,8 +142,8 @@ def validate_files(
         :func:`~airflow_hi_stow.validate.storage.remove_local_input`); None copies.
     :param max_failures: at most this many quarantined files (an int), or this share of the inputs (a float from
         0 to 1); beyond, :class:`TooManyFailures` is raised once everything was checked and written. None: no limit.
-    :param workers: processes checking files (None: one below 1000 files, else one per available core). With more
-        than one, inputs must pickle.
+    :param workers: processes checking files (None: this process alone below 3000 files, else one per available
+        core). With more than one, inputs must pickle.
     :param max_source_list: ``store_source`` is the list of good names up to this many, else the manifest's URI.
     """
     started = time.monotonic()

@@ -1,6 +1,6 @@
 """Real-world files: every file of pydicom's bundled test set that pydicom itself reads without a warning passes the
 default checks, unless this table names the checks it fails and why. And on every file of the set, the fast reading
-of the common case (:mod:`airflow_hi_stow.validate.fastread`) reads what pydicom reads."""
+of the common case (:mod:`airflow_hi_stow.validate.scan`) reads what pydicom reads."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import pytest
 from pydicom import Dataset, FileDataset, dcmread
 
 from airflow_hi_stow.validate import Severity, ValidationSettings, check_instance, read_instance
-from airflow_hi_stow.validate.fastread import read_explicit_little
 from airflow_hi_stow.validate.reading import pydicom_silenced
+from airflow_hi_stow.validate.scan import read_explicit_little, scan_meta
 
 TEST_FILES = Path(pydicom.data.__file__).parent / "test_files"
 _DICOMDIR = ({"container.dicomdir", "identity.required_uids"}, "a DICOMDIR: a media directory, not an instance")
@@ -120,8 +120,10 @@ def _elements(dataset: Dataset) -> list[tuple[int, str, object]]:
 
 
 def _fast(name: str) -> FileDataset | None:
+    data = (TEST_FILES / name).read_bytes()
+    meta = scan_meta(data)
     with pydicom_silenced():
-        return read_explicit_little(io.BytesIO((TEST_FILES / name).read_bytes()))
+        return read_explicit_little(io.BytesIO(data), meta) if meta is not None else None
 
 
 COMMON_CASE = [name for name in EVERY_FILE if _fast(name) is not None]
@@ -140,7 +142,9 @@ def test_the_fast_reading_reads_what_pydicom_reads(name: str) -> None:
     data = (TEST_FILES / name).read_bytes()
     with pydicom_silenced():
         fast_stream, slow_stream = io.BytesIO(data), io.BytesIO(data)
-        fast = read_explicit_little(fast_stream)
+        meta = scan_meta(data)
+        assert meta is not None
+        fast = read_explicit_little(fast_stream, meta)
         slow = dcmread(slow_stream, stop_before_pixels=True)
         assert fast is not None
         assert fast_stream.tell() == slow_stream.tell()

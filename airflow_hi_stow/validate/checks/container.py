@@ -64,7 +64,6 @@ def media_storage_uids(file: ReadInstance, settings: ValidationSettings) -> Iter
 
 @file_check("container.transfer_syntax", Severity.ERROR, "a known transfer syntax, and the data set encoded in it")
 def transfer_syntax(file: ReadInstance, settings: ValidationSettings) -> Iterator[Problem]:
-    assert file.dataset is not None
     uid = file.meta_text("TransferSyntaxUID")
     if not uid:
         return
@@ -86,7 +85,6 @@ def integrity(file: ReadInstance, settings: ValidationSettings) -> Iterator[Prob
 
 @file_check("container.dicomdir", Severity.ERROR, "not a DICOMDIR (a media directory, not an instance)")
 def dicomdir(file: ReadInstance, settings: ValidationSettings) -> Iterator[Problem]:
-    assert file.dataset is not None
     classes = {file.meta_text("MediaStorageSOPClassUID"), file.text("SOPClassUID")}
     if MEDIA_STORAGE_DIRECTORY in classes:
         yield Problem("a DICOMDIR (media directory), not an instance to store")

@@ -16,7 +16,6 @@ from airflow_hi_stow.validate.settings import ValidationSettings
 
 @file_check("healthimaging.transfer_syntax", Severity.ERROR, "a transfer syntax HealthImaging imports")
 def transfer_syntax(file: ReadInstance, settings: ValidationSettings) -> Iterator[Problem]:
-    assert file.dataset is not None
     uid = file.meta_text("TransferSyntaxUID")
     if uid and uid not in settings.transfer_syntaxes:
         name = UID(uid).name if UID(uid).is_transfer_syntax else "not a standard transfer syntax"
@@ -28,7 +27,6 @@ def transfer_syntax(file: ReadInstance, settings: ValidationSettings) -> Iterato
 
 @file_check("healthimaging.element_length", Severity.ERROR, "values within HealthImaging's element constraints")
 def element_length(file: ReadInstance, settings: ValidationSettings) -> Iterator[Problem]:
-    assert file.dataset is not None
     for limit in constraints.ELEMENT_LIMITS:
         value = file.text(limit.keyword)
         if not value:
@@ -52,7 +50,6 @@ def element_length(file: ReadInstance, settings: ValidationSettings) -> Iterator
     "healthimaging.binary_segmentation", Severity.ERROR, "not a Binary Segmentation (unsupported by HealthImaging)"
 )
 def binary_segmentation(file: ReadInstance, settings: ValidationSettings) -> Iterator[Problem]:
-    assert file.dataset is not None
     if file.text("SOPClassUID") == constraints.SEGMENTATION_STORAGE and file.text("SegmentationType") == "BINARY":
         yield Problem(f"a Binary Segmentation: {constraints.UNSUPPORTED_CONTENT}", "SegmentationType")
 

@@ -16,7 +16,6 @@ REQUIRED_UIDS = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesIns
 
 @file_check("identity.required_uids", Severity.ERROR, "SOP Class, SOP Instance, Study and Series UIDs present")
 def required_uids(file: ReadInstance, settings: ValidationSettings) -> Iterator[Problem]:
-    assert file.dataset is not None
     for keyword in REQUIRED_UIDS:
         if not file.text(keyword):
             yield Problem("missing or empty", keyword)

@@ -46,13 +46,11 @@ _J2K_CODESTREAM, _JP2_SIGNATURE = b"\xff\x4f\xff\x51", b"\x00\x00\x00\x0cjP  "
 
 
 def _transfer_syntax(file: ReadInstance) -> UID:
-    assert file.dataset is not None
     return UID(file.meta_text("TransferSyntaxUID"))
 
 
 def _frames(file: ReadInstance) -> int | None:
     """Number of Frames (1 when absent); None when it is not a positive integer."""
-    assert file.dataset is not None
     value = file.text("NumberOfFrames") or "1"
     return int(value) if value.isdigit() and int(value) > 0 else None
 
@@ -111,7 +109,6 @@ def native_length(file: ReadInstance, settings: ValidationSettings) -> Iterator[
     "encapsulated pixel data: a Basic Offset Table and fragments consistent with Number of Frames",
 )
 def encapsulated(file: ReadInstance, settings: ValidationSettings) -> Iterator[Problem]:
-    assert file.dataset is not None
     pixels, syntax = file.pixels, _transfer_syntax(file)
     if pixels is None or not (syntax.is_transfer_syntax and syntax.is_encapsulated):
         return
@@ -188,7 +185,6 @@ def _starts_like(syntax: str, fragment: Fragment) -> bool:
     "pixels.photometric", Severity.ERROR, "Photometric Interpretation a defined term that fits Samples per Pixel"
 )
 def photometric(file: ReadInstance, settings: ValidationSettings) -> Iterator[Problem]:
-    assert file.dataset is not None
     interpretation = file.text("PhotometricInterpretation")
     if not interpretation:
         if file.pixels is not None:

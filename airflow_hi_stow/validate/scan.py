@@ -1,7 +1,8 @@
-"""A faster reading of the common case: a P10 file in memory whose data set is Explicit VR Little Endian (that
-syntax, and every encapsulated one). Its file meta and top-level elements up to the pixel data become the same
-``RawDataElement`` objects, in the same ``FileDataset``, that ``pydicom.dcmread(..., stop_before_pixels=True)``
-makes, and pydicom converts them as usual when a check reads a value.
+"""Scanning Explicit VR Little Endian elements from a P10 file's bytes: the file meta group of every file, and the
+data set in the common case, a file in memory whose data set is Explicit VR Little Endian (that syntax, and every
+encapsulated one). Its file meta and top-level elements up to the pixel data become the same ``RawDataElement``
+objects, in the same ``FileDataset``, that ``pydicom.dcmread(..., stop_before_pixels=True)`` makes, and pydicom
+converts them as usual when a check reads a value.
 
 Written by hand for speed: pydicom's element generator costs about 5 µs an element in pure Python, which made it
 most of the time of a file; this loop over ``struct.unpack_from`` costs about a third of that. It covers only what
@@ -34,22 +35,35 @@ _VRS = LONG_LENGTH_VRS | frozenset(
 )
 _HEADER = struct.Struct("<HH2sH")
 _LENGTH = struct.Struct("<L")
-_PIXEL_TAGS = frozenset({0x7FE00008, 0x7FE00009, 0x7FE00010})
+PIXEL_TAGS = {0x7FE00008: "FloatPixelData", 0x7FE00009: "DoubleFloatPixelData", 0x7FE00010: "PixelData"}
+"""The top-level elements where the header ends (``stop_before_pixels`` stops at the first)."""
+UNDEFINED_LENGTH = 0xFFFFFFFF
 _SEQUENCE_DELIMITER = b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
-_UNDEFINED = 0xFFFFFFFF
 _CHARACTER_SET = 0x00080005
 P10_HEADER = 132
 
 Elements = dict[BaseTag, RawDataElement | DataElement]
+MetaScan = tuple[Elements, int]
+"""The file meta elements and where the group ends."""
 
 
-def read_explicit_little(stream: io.BytesIO) -> FileDataset | None:
-    """The file in ``stream`` read as ``dcmread(stream, stop_before_pixels=True)`` would read it, with the stream
-    left where pydicom would leave it (at the pixel data, or the end); None when it is not the common case."""
+def scan_meta(data: bytes) -> MetaScan | None:
+    """The file meta group at the start of ``data`` (the file, or enough of its beginning); None when it cannot be
+    read as the Explicit VR Little Endian group PS3.10 §7.1 requires."""
+    return _scan(data, P10_HEADER, meta=True)
+
+
+def meta_length(meta: MetaScan) -> int:
+    """Bytes of the file meta elements after (0002,0000) (all of them without it), as (0002,0000) should count."""
+    elements, end = meta
+    return end - P10_HEADER - (12 if BaseTag(0x00020000) in elements else 0)
+
+
+def read_explicit_little(stream: io.BytesIO, meta: MetaScan) -> FileDataset | None:
+    """The file in ``stream`` (its file meta already scanned) read as ``dcmread(stream, stop_before_pixels=True)``
+    would read it, with the stream left where pydicom would leave it (at the pixel data, or the end); None when it
+    is not the common case."""
     data = stream.getvalue()
-    meta = _scan(data, P10_HEADER, meta=True)
-    if meta is None:
-        return None
     meta_elements, position = meta
     syntax = meta_elements.get(BaseTag(0x00020010))
     if not isinstance(syntax, RawDataElement) or not _explicit_little(syntax.value):
@@ -58,7 +72,7 @@ def read_explicit_little(stream: io.BytesIO) -> FileDataset | None:
     if body is None:
         return None
     elements, stop = body
-    file_meta = FileMetaDataset(Dataset(meta_elements))
+    file_meta = FileMetaDataset(Dataset(dict(meta_elements)))
     file_meta.set_original_encoding(False, True, default_encoding)
     dataset = Dataset(elements, parent_encoding=default_encoding)
     dataset.set_original_encoding(False, True, _encoding(elements) or default_encoding)
@@ -92,7 +106,7 @@ def _scan(data: bytes, position: int, *, meta: bool) -> tuple[Elements, int] | N
         if meta and group != 0x0002:
             break
         tag = group << 16 | element
-        if tag in _PIXEL_TAGS:
+        if tag in PIXEL_TAGS:
             break
         if vr not in _VRS or group == 0xFFFE or (group == 0x0002) != meta:
             return None
@@ -105,7 +119,7 @@ def _scan(data: bytes, position: int, *, meta: bool) -> tuple[Elements, int] | N
             value_at = position + 8
         base = BaseTag(tag)
         text_vr = vr.decode()
-        if length == _UNDEFINED:
+        if length == UNDEFINED_LENGTH:
             if vr != b"SQ":
                 return None
             read = _sequence(data, value_at, encoding)
@@ -130,7 +144,7 @@ def _sequence(data: bytes, at: int, encoding: str | MutableSequence[str]) -> tup
     stream = io.BytesIO(data)
     stream.seek(at)
     try:
-        sequence = read_sequence(stream, False, True, _UNDEFINED, encoding)
+        sequence = read_sequence(stream, False, True, UNDEFINED_LENGTH, encoding)
     except Exception:  # a damaged or truncated sequence: pydicom reads the whole file and says so
         return None
     end = stream.tell()
