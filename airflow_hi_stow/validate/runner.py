@@ -9,6 +9,7 @@ import io
 import json
 import logging
 import os
+import pickle
 import secrets
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -179,6 +180,14 @@ def validate_files(
         summary["quarantined_earlier"],
         run.report,
     )
+    if summary["files_by_check"]:
+        log.info(
+            "files per check: %s",
+            ", ".join(
+                f"{check} {'/'.join(f'{n} {severity}' for severity, n in counts.items())}"
+                for check, counts in summary["files_by_check"].items()
+            ),
+        )
     unsettled = [outcome for outcome in outcomes if not outcome.good and outcome.problem and not outcome.reason_file]
     if unsettled:
         raise QuarantineFailed(f"{len(unsettled)} failing file(s) could not be quarantined (see {run.report})", run)
@@ -205,12 +214,23 @@ def _workers(requested: int | None, files: int) -> int:
 def _inspect_all(files: Sequence[InputFile], settings: ValidationSettings, workers: int) -> Iterator[FileVerdict]:
     key = secrets.token_bytes(32)  # digests of grouping values compare within this run only
     check = partial(inspect_file, settings=settings, key=key)
+    if workers > 1 and files and not _pickles(files[0]):
+        log.info("the inputs cannot be sent to worker processes (they do not pickle): checking them here")
+        workers = 1
     if workers == 1 or len(files) < 2:
         yield from map(check, files)
         return
     chunk = max(1, min(64, len(files) // (workers * 8)))
     with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
         yield from pool.map(check, files, chunksize=chunk)
+
+
+def _pickles(file: InputFile) -> bool:
+    try:
+        pickle.dumps(file)
+    except Exception:  # pickling fails with many kinds (TypeError, PicklingError, AttributeError)
+        return False
+    return True
 
 
 def _progress(verdicts: Iterator[FileVerdict], total: int) -> Iterator[FileVerdict]:
@@ -275,7 +295,7 @@ def _settle(
         return FileOutcome(file.name, verdict.size, True, verdict.findings)
     errors = [finding for finding in verdict.findings if finding.severity == Severity.ERROR]
     first = errors[0]
-    log.info("quarantining %s: %s: %s", file.name, first.check, first.message)
+    log.debug("quarantining %s: %s: %s", file.name, first.check, first.message)
     try:
         put = store.put(file, verdict.findings)
     except OSError as exc:

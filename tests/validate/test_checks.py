@@ -14,6 +14,7 @@ from pydicom import Dataset
 from pydicom.encaps import encapsulate, encapsulate_extended
 from pydicom.uid import UID
 
+from airflow_hi_stow.samples import large_instance
 from airflow_hi_stow.validate import (
     CHECKS,
     LocalFolder,
@@ -321,4 +322,17 @@ def test_a_series_split_over_two_studies_and_a_series_number_that_changes(tmp_pa
             "instances": 3,
             "minority": [str(files[2])],
         }
+    ]
+
+
+def test_an_instance_over_1_gb_is_refused_without_reading_its_pixels(tmp_path: Path) -> None:
+    huge = large_instance(tmp_path / "huge.dcm", 1908 * 512 * 1024)  # sparse: no disk, no memory
+    assert huge.size > 10**9
+    verdict = inspect_file(LocalInput.at(huge.path), ValidationSettings.of(), KEY)
+    assert [(f.check, f.message) for f in verdict.findings] == [
+        (
+            "healthimaging.instance_size",
+            f"{huge.size} bytes, more than the 1000000000 one request may carry "
+            "(https://docs.aws.amazon.com/healthimaging/latest/devguide/dicomweb-storing.html)",
+        )
     ]

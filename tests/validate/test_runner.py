@@ -4,7 +4,10 @@ after everything was checked, the good files as a list or a manifest, worker pro
 from __future__ import annotations
 
 import json
+import logging
+from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import pytest
 
@@ -142,3 +145,34 @@ def test_a_quarantine_that_cannot_be_written_fails_the_run_after_the_report(tmp_
         )
     assert {o.problem for o in raised.value.run.quarantined} == {"cannot be quarantined (Not a directory)"}
     assert (tmp_path / "o" / "report.json").exists()
+
+
+def test_inputs_that_do_not_pickle_are_checked_in_this_process(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    root = small_set(tmp_path / "in")
+
+    @dataclass(frozen=True)
+    class Local:  # defined in a function: it cannot be pickled for a worker process
+        path: Path
+
+        @property
+        def name(self) -> str:
+            return str(self.path)
+
+        @property
+        def size(self) -> int:
+            return self.path.stat().st_size
+
+        def open(self) -> BinaryIO:
+            return self.path.open("rb")
+
+    with caplog.at_level(logging.INFO):
+        result = validate_files(
+            [Local(p) for p in sorted(root.iterdir())],
+            quarantine=LocalFolder(tmp_path / "q"),
+            output=LocalFolder(tmp_path / "o"),
+            workers=2,
+        )
+    assert set(split(result)[1]) == BAD
+    assert "they do not pickle" in caplog.text
