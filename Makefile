@@ -33,6 +33,7 @@ bench: venv
 	$(BIN)/python bench/memory.py
 	$(BIN)/python bench/emulator_ingest.py
 	$(BIN)/python bench/import_engine.py
+	$(BIN)/python bench/validate.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build *.egg-info

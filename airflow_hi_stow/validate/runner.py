@@ -35,8 +35,8 @@ REPORT = "report.json"
 GOOD_MANIFEST = "good.jsonl"
 DEFAULT_MAX_SOURCE_LIST = 1000
 PARALLEL_FROM_FILES = 3000
-"""Fewer files are checked in this process: spawning worker processes (about a second) costs more than it saves
-(see docs/benchmarks.md)."""
+"""Fewer files are checked in this process: spawning worker processes (half a second to a second on a 2-core
+machine) costs more than it saves (see docs/benchmarks.md)."""
 PROGRESS_SECONDS = 30.0
 
 
