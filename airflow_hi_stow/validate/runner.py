@@ -295,7 +295,8 @@ def _settle(
         return FileOutcome(file.name, verdict.size, True, verdict.findings)
     errors = [finding for finding in verdict.findings if finding.severity == Severity.ERROR]
     first = errors[0]
-    log.debug("quarantining %s: %s: %s", file.name, first.check, first.message)
+    where = f" ({first.attribute})" if first.attribute else ""
+    log.debug("quarantining %s: %s%s: %s", file.name, first.check, where, first.message)
     try:
         put = store.put(file, verdict.findings)
     except OSError as exc:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -176,3 +178,17 @@ def test_inputs_that_do_not_pickle_are_checked_in_this_process(
         )
     assert set(split(result)[1]) == BAD
     assert "they do not pickle" in caplog.text
+
+
+def test_the_library_runs_without_importing_airflow(tmp_path: Path) -> None:
+    root = small_set(tmp_path / "in")
+    script = (
+        "import sys\n"
+        "from airflow_hi_stow.validate import LocalFolder, local_inputs, validate_files\n"
+        f"run = validate_files(local_inputs([{str(root)!r}]), quarantine=LocalFolder({str(tmp_path / 'q')!r}), "
+        f"output=LocalFolder({str(tmp_path / 'o')!r}))\n"
+        "assert len(run.outcomes) == 7, run.summary()\n"
+        "print(sorted(name for name in sys.modules if name == 'airflow' or name.startswith('airflow.')))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True)
+    assert done.stdout.strip() == "[]"
