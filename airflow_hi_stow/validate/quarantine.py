@@ -33,8 +33,6 @@ class Quarantined:
     copy: str | None
     """The URI of the copy; None when the source could not be read (the reason file says so)."""
     reason_file: str
-    written: bool
-    """False when an earlier try had already put the same file with the same reason."""
 
 
 class SourceReadError(OSError):
@@ -94,9 +92,9 @@ class Quarantine:
         except SourceReadError as exc:
             record.update(sha256=None, quarantined_as=None, copy_error=f"cannot read the source ({_describe(exc)})")
         record_bytes = json.dumps(record, indent=2, sort_keys=True).encode() + b"\n"
-        written = record_bytes != earlier_bytes
-        reason_uri = self.folder.put_file(reason_name, io.BytesIO(record_bytes)) if written else ""
-        return Quarantined(record["quarantined_as"], reason_uri or _uri(self.folder, reason_name), written)
+        if record_bytes == earlier_bytes:  # an earlier try put the same file with the same reason
+            return Quarantined(record["quarantined_as"], _uri(self.folder, reason_name))
+        return Quarantined(record["quarantined_as"], self.folder.put_file(reason_name, io.BytesIO(record_bytes)))
 
     def records(self) -> Iterator[dict[str, Any]]:
         """Every reason file in the quarantine."""

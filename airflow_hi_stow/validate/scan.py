@@ -100,8 +100,8 @@ def _scan(data: bytes, position: int, *, meta: bool) -> tuple[Elements, int] | N
     end = len(data)
     encoding: str | MutableSequence[str] = default_encoding
     while position < end:
-        if position + 8 > end:
-            return None
+        if position + 8 > end:  # a tag cut short: after the file meta, what follows is not the meta's business
+            return (elements, position) if meta else None
         group, element, vr, length = _HEADER.unpack_from(data, position)
         if meta and group != 0x0002:
             break
