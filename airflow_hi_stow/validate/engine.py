@@ -85,6 +85,10 @@ def inspect_file(file: InputFile, settings: ValidationSettings, key: bytes) -> F
     except OSError as exc:
         reason = f"cannot be read ({exc.strerror or type(exc).__name__})"
         return FileVerdict(file.name, 0, (Finding(READABLE.name, Severity.ERROR, reason),))
+    except Exception as exc:  # pydicom meeting data nobody foresaw: this file fails, the run goes on
+        log.warning("reading a file failed (%s)", type(exc).__name__)
+        reason = f"cannot be read: the reader failed ({type(exc).__name__})"
+        return FileVerdict(file.name, 0, (Finding(READABLE.name, Severity.ERROR, reason),))
 
 
 def _inspect(file: InputFile, stream: BinaryIO, size: int, settings: ValidationSettings, key: bytes) -> FileVerdict:

@@ -9,7 +9,7 @@ import io
 import json
 import re
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any, BinaryIO, cast
 
@@ -36,7 +36,8 @@ class Quarantined:
 
 
 class SourceReadError(OSError):
-    """The source failed while being copied (as opposed to the quarantine failing to take it)."""
+    """The source failed while being copied (as opposed to the quarantine failing to take it). Any error of the
+    source's stream becomes one: an S3 body raises botocore's own."""
 
 
 class _Hashing:
@@ -49,8 +50,8 @@ class _Hashing:
     def read(self, size: int = -1) -> bytes:
         try:
             data = self.stream.read(size)
-        except OSError as exc:
-            raise SourceReadError(exc.errno, exc.strerror) from exc
+        except Exception as exc:
+            raise _source_error(exc) from exc
         self.sha256.update(data)
         return data
 
@@ -59,10 +60,13 @@ class _Hashing:
 def _opened(file: InputFile) -> Iterator[_Hashing]:
     try:
         stream = file.open()
-    except OSError as exc:
-        raise SourceReadError(exc.errno, exc.strerror) from exc
-    with stream:
+    except Exception as exc:
+        raise _source_error(exc) from exc
+    try:
         yield _Hashing(stream)
+    finally:
+        with suppress(Exception):  # a source that fails to close has been read (or has failed) already
+            stream.close()
 
 
 class Quarantine:
@@ -102,6 +106,12 @@ class Quarantine:
             record = _parse(self.folder.get_bytes(name))
             if record.get("source"):
                 yield {**record, "reason_file": _uri(self.folder, name)}
+
+
+def _source_error(exc: Exception) -> SourceReadError:
+    if isinstance(exc, OSError):
+        return SourceReadError(exc.errno, exc.strerror or type(exc).__name__)
+    return SourceReadError(None, type(exc).__name__)
 
 
 def file_sha256(file: InputFile) -> str:

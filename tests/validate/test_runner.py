@@ -3,6 +3,7 @@ after everything was checked, the good files as a list or a manifest, worker pro
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import subprocess
@@ -192,3 +193,30 @@ def test_the_library_runs_without_importing_airflow(tmp_path: Path) -> None:
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_an_input_whose_stream_fails_unexpectedly_is_quarantined_and_the_run_goes_on(tmp_path: Path) -> None:
+    root = small_set(tmp_path / "in")
+
+    @dataclass(frozen=True)
+    class Broken:
+        """An input whose stream fails with something other than an OSError (as an S3 body can)."""
+
+        name: str = "s3://bucket/broken.dcm"
+        size: int = 1000
+
+        def open(self) -> BinaryIO:
+            stream = io.BytesIO(b"x" * 1000)
+            stream.close()  # reading it raises ValueError
+            return stream
+
+    result = validate_files(
+        [*local_inputs([root]), Broken()], quarantine=LocalFolder(tmp_path / "q"), output=LocalFolder(tmp_path / "o")
+    )
+    broken = next(o for o in result.quarantined if o.source == "s3://bucket/broken.dcm")
+    assert [(f.check, f.message) for f in broken.findings] == [
+        ("container.readable", "cannot be read: the reader failed (ValueError)")
+    ]
+    reason = json.loads(Path(str(broken.reason_file)).read_text())
+    assert reason["copy_error"] == "cannot read the source (ValueError)"
+    assert len(result.good) == 4
