@@ -48,6 +48,7 @@ bench: venv
 	$(BIN)/python bench/emulator_ingest.py
 	$(BIN)/python bench/import_engine.py
 	$(BIN)/python bench/deid.py
+	$(BIN)/python bench/validate.py
 
 clean:
 	rm -rf $(VENV) $(OLDEST_VENV) .mypy_cache .ruff_cache .pytest_cache build *.egg-info
