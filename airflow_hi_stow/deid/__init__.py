@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from airflow_hi_stow.deid.burned_in import BurnedInPolicy
 from airflow_hi_stow.deid.deidentifier import DatasetResult, DeidentifiedFile, Deidentifier, Finding, Quarantined
-from airflow_hi_stow.deid.errors import InvalidKeyError
+from airflow_hi_stow.deid.errors import InvalidKeyError, UnavailableInput
 from airflow_hi_stow.deid.keys import MIN_KEY_BYTES, DeidentificationKey
 from airflow_hi_stow.deid.profile import ProfileOptions, SafePrivate, profile_table
 from airflow_hi_stow.deid.runner import FileOutcome, RunReport, deidentify_local, run_deidentification
@@ -19,6 +19,7 @@ from airflow_hi_stow.deid.storage import (
     LinkageSink,
     LocalDirectory,
     LocalInput,
+    MissingInput,
     OutputStore,
     local_inputs,
 )
@@ -40,11 +41,13 @@ __all__ = [
     "LinkageSink",
     "LocalDirectory",
     "LocalInput",
+    "MissingInput",
     "OutputStore",
     "ProfileOptions",
     "Quarantined",
     "RunReport",
     "SafePrivate",
+    "UnavailableInput",
     "deidentify_local",
     "local_inputs",
     "profile_table",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from functools import cache
 from importlib.resources import files
@@ -23,6 +23,43 @@ class SafePrivate:
     group: int
     element: int  # the low byte, as in (gggg,xxee)
     vr: str = ""
+
+    @classmethod
+    def of(cls, value: SafePrivate | Mapping[str, Any] | Sequence[Any]) -> SafePrivate:
+        """One from a user's argument: a SafePrivate, a mapping with ``creator``, ``group``, ``element`` (ints, or
+        hex strings such as ``"0019"``, ``"0x10"``) and optionally ``vr``, or a list of those in that order.
+        Raises ValueError naming what is wrong."""
+        if isinstance(value, SafePrivate):
+            return value
+        if isinstance(value, Mapping):
+            parts = [value.get(name) for name in ("creator", "group", "element", "vr")]
+        elif isinstance(value, Sequence) and not isinstance(value, str | bytes) and 3 <= len(value) <= 4:
+            parts = [*value, None][:4]
+        else:
+            raise ValueError(
+                f"a safe private attribute is a mapping or a list (creator, group, element[, vr]), not {value!r}"
+            )
+        creator, group, element, vr = parts
+        if not isinstance(creator, str) or not creator.strip():
+            raise ValueError(f"a safe private attribute needs its private creator, in {value!r}")
+        number = _hex_or_int(group, "group", value)
+        if not number & 1 or not 0x0009 <= number <= 0xFFFF:
+            raise ValueError(f"a private group is odd, from 0009 to FFFF, in {value!r}")
+        offset = _hex_or_int(element, "element", value)
+        if not 0 <= offset <= 0xFFFF:
+            raise ValueError(f"the element is the offset in the private block, in {value!r}")
+        return cls(creator.strip(), number, offset & 0xFF, str(vr or "").upper())
+
+
+def _hex_or_int(value: Any, name: str, entry: object) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        try:
+            return int(value, 16)
+        except ValueError:
+            pass
+    raise ValueError(f"the {name} of a safe private attribute is an int or a hex string, in {entry!r}")
 
 
 @dataclass(frozen=True)

@@ -10,15 +10,17 @@ from __future__ import annotations
 import json
 import os
 import posixpath
-from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
+from itertools import chain, islice
 from multiprocessing import get_context
 from typing import Any
 
 from airflow_hi_stow.deid.burned_in import BurnedInPolicy
 from airflow_hi_stow.deid.deidentifier import DeidentifiedFile, Deidentifier, Finding
+from airflow_hi_stow.deid.errors import UnavailableInput
 from airflow_hi_stow.deid.keys import DeidentificationKey
 from airflow_hi_stow.deid.markers import method_codes
 from airflow_hi_stow.deid.profile import ProfileOptions, profile_table
@@ -26,7 +28,10 @@ from airflow_hi_stow.deid.storage import InputFile, LinkageFile, LinkageSink, Lo
 from airflow_hi_stow.deid.transform import LinkageRecord
 
 REPORT_VERSION = 1
+REASON_SUFFIX = ".reason.json"  # beside each quarantined input
 PARALLEL_FROM = 64  # fewer inputs than this are not worth starting worker processes for
+CHUNK = 16  # inputs per message to a worker process
+IN_FLIGHT_CHUNKS = 3  # chunks submitted per worker process ahead of the outcomes gathered
 
 
 @dataclass(frozen=True)
@@ -87,7 +92,8 @@ class _Worker:
         try:
             data = item.read()
         except OSError as error:
-            finding = Finding("unreadable", f"the input could not be read ({type(error).__name__})")
+            detail = str(error) if isinstance(error, UnavailableInput) else type(error).__name__
+            finding = Finding("unreadable", f"the input could not be read ({detail})")
             return self._quarantine(item, input_id, None, finding, ())
         result = self.deidentifier.deidentify_bytes(data)
         if isinstance(result, DeidentifiedFile):
@@ -111,7 +117,7 @@ class _Worker:
         if data is not None:
             self.quarantine.write(relative, data)
         reason = {"input_id": input_id, "source": item.name, **asdict(finding)}
-        self.quarantine.write(relative + ".reason.json", (json.dumps(reason, indent=2) + "\n").encode("utf-8"))
+        self.quarantine.write(relative + REASON_SUFFIX, (json.dumps(reason, indent=2) + "\n").encode("utf-8"))
         return FileOutcome(input_id, "quarantined", relative, finding=finding, notes=notes)
 
 
@@ -129,7 +135,7 @@ def _run_in_process(item: InputFile) -> FileOutcome:
 
 
 def run_deidentification(
-    inputs: Sequence[InputFile],
+    inputs: Iterable[InputFile],
     destination: OutputStore,
     quarantine: OutputStore,
     key: DeidentificationKey | bytes | str | None,
@@ -144,27 +150,61 @@ def run_deidentification(
     Quarantined inputs go to ``quarantine`` with a ``.reason.json`` beside each. ``linkage``, when given, receives
     every original -> replacement pair (patient data: only where the caller names). ``workers`` defaults to the
     number of cores. ``on_outcome`` is called in this process with each input's outcome, in input order, as they
-    come (for a manifest or progress). A key problem raises ``InvalidKeyError`` before any input is read.
+    come (for a manifest or progress). ``inputs`` may be a lazy iterable: it is consumed as the run goes, at most
+    ``IN_FLIGHT_CHUNKS`` chunks per worker process ahead of the outcomes. A key problem raises ``InvalidKeyError``
+    before any input is read.
     """
     key = key if isinstance(key, DeidentificationKey) else DeidentificationKey(key)
     options = options or ProfileOptions()
     burned_in = burned_in or BurnedInPolicy()
     arguments = (key, options, burned_in, linkage is not None, destination, quarantine)
-    processes = min(workers or os.cpu_count() or 1, len(inputs))
+    remaining = iter(inputs)
+    head = list(islice(remaining, PARALLEL_FROM))
+    processes = min(workers or os.cpu_count() or 1, len(head))
     outcomes: list[FileOutcome] = []
-    if processes > 1 and len(inputs) >= PARALLEL_FROM:
-        chunk = max(1, min(32, len(inputs) // (processes * 4)))
+    counted = _Counted(chain(head, remaining))
+    if processes > 1 and len(head) >= PARALLEL_FROM:
         with ProcessPoolExecutor(processes, get_context("spawn"), _start_process, arguments) as pool:
-            _gather(pool.map(_run_in_process, inputs, chunksize=chunk), outcomes, on_outcome)
+            _gather(_in_chunks(pool, counted, processes * IN_FLIGHT_CHUNKS), outcomes, on_outcome)
     else:
         worker = _Worker(*arguments)
-        _gather(map(worker, inputs), outcomes, on_outcome)
+        _gather(map(worker, counted), outcomes, on_outcome)
     report = _report(outcomes, key, options)
-    if report.inputs != len(inputs) or report.deidentified + report.quarantined != report.inputs:
+    if report.inputs != counted.count or report.deidentified + report.quarantined != report.inputs:
         raise RuntimeError("de-identification lost track of an input")  # cannot happen: every input has an outcome
     if linkage is not None:
         linkage.write(sorted({record for outcome in outcomes for record in outcome.linkage}, key=_linkage_order))
     return report
+
+
+class _Counted:
+    """The inputs, counted as they are taken."""
+
+    def __init__(self, items: Iterable[InputFile]) -> None:
+        self.items = iter(items)
+        self.count = 0
+
+    def __iter__(self) -> Iterator[InputFile]:
+        for item in self.items:
+            self.count += 1
+            yield item
+
+
+def _run_chunk(items: list[InputFile]) -> list[FileOutcome]:
+    return [_run_in_process(item) for item in items]
+
+
+def _in_chunks(pool: ProcessPoolExecutor, items: Iterable[InputFile], window: int) -> Iterator[FileOutcome]:
+    """The outcomes of ``items`` run in ``pool`` by chunks, in input order, with at most ``window`` chunks
+    submitted ahead (``Executor.map`` would take every input at once)."""
+    pending: deque[Future[list[FileOutcome]]] = deque()
+    source = iter(items)
+    while chunk := list(islice(source, CHUNK)):
+        pending.append(pool.submit(_run_chunk, chunk))
+        if len(pending) >= window:
+            yield from pending.popleft().result()
+    while pending:
+        yield from pending.popleft().result()
 
 
 def _gather(

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from airflow_hi_stow.deid.errors import UnavailableInput
 from airflow_hi_stow.deid.transform import LinkageRecord
 
 
@@ -45,6 +46,18 @@ class LocalInput:
 
     def read(self) -> bytes:
         return Path(self.path).read_bytes()
+
+
+@dataclass(frozen=True)
+class MissingInput:
+    """An input that a source names but that cannot be had (a missing path, a glob without match): it is quarantined
+    with ``reason`` (which must name neither the input nor a value of the patient)."""
+
+    name: str
+    reason: str
+
+    def read(self) -> bytes:
+        raise UnavailableInput(self.reason)
 
 
 def local_inputs(source: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]) -> list[LocalInput]:
@@ -89,8 +102,13 @@ class LinkageFile:
     path: str
 
     def write(self, records: Sequence[LinkageRecord]) -> None:
-        text = io.StringIO()
-        writer = csv.writer(text, lineterminator="\n")
-        writer.writerow(["kind", "original", "replacement"])
-        writer.writerows((r.kind, r.original, r.replacement) for r in records)
-        _atomic_write(Path(self.path), text.getvalue().encode("utf-8"), mode=0o600)
+        _atomic_write(Path(self.path), linkage_csv(records), mode=0o600)
+
+
+def linkage_csv(records: Sequence[LinkageRecord]) -> bytes:
+    """The linkage export's content: a CSV of kind, original, replacement (patient data)."""
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(["kind", "original", "replacement"])
+    writer.writerows((r.kind, r.original, r.replacement) for r in records)
+    return text.getvalue().encode("utf-8")

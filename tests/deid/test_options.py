@@ -95,6 +95,33 @@ def test_retain_safe_private_keeps_only_allow_listed_private_attributes(study: l
     assert "113111" in [item.CodeValue for item in ds.DeidentificationMethodCodeSequence]
 
 
+@pytest.mark.parametrize(
+    "entry",
+    [
+        {"creator": " ACME PHI 1.0 ", "group": "0009", "element": "12", "vr": "da"},
+        {"creator": "ACME PHI 1.0", "group": 0x0009, "element": 0x1012, "vr": "DA"},
+        ["ACME PHI 1.0", "0x0009", "0x12", "DA"],
+    ],
+)
+def test_a_safe_private_attribute_from_a_users_argument(entry: object) -> None:
+    assert SafePrivate.of(entry) == SafePrivate("ACME PHI 1.0", 0x0009, 0x12, "DA")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("entry", "complaint"),
+    [
+        ({"group": "0009", "element": "12"}, "private creator"),
+        ({"creator": "X", "group": "0008", "element": "12"}, "odd"),
+        ({"creator": "X", "group": "zz", "element": "12"}, "group"),
+        (["X", 9], "mapping or a list"),
+        ("X,0009,12", "mapping or a list"),
+    ],
+)
+def test_a_bad_safe_private_attribute_is_refused(entry: object, complaint: str) -> None:
+    with pytest.raises(ValueError, match=complaint):
+        SafePrivate.of(entry)  # type: ignore[arg-type]
+
+
 def test_clean_descriptors_keeps_descriptions_without_the_identifying_words(study: list[Path]) -> None:
     ds = _deidentify(study[0], ProfileOptions(clean_descriptors=True))
     assert ds.StudyDescription == "CT chest for *** ***"

@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,11 +19,14 @@ from airflow_hi_stow.deid import (
     FileOutcome,
     InvalidKeyError,
     LocalDirectory,
+    LocalInput,
+    MissingInput,
     ProfileOptions,
     deidentify_local,
     local_inputs,
     run_deidentification,
 )
+from airflow_hi_stow.deid.runner import CHUNK, IN_FLIGHT_CHUNKS
 from tests.deid import synthetic
 from tests.deid.conftest import KEY, OTHER_KEY, Run, pydicom_file
 
@@ -173,3 +177,47 @@ def test_a_list_of_files_is_named_from_its_common_folder(study: list[Path], tmp_
     assert [item.name for item in inputs] == ["b/one.dcm", "two.dcm"]
     report = deidentify_local([item.path for item in inputs], tmp_path / "out", KEY)
     assert report.deidentified == 2
+
+
+def test_an_input_that_cannot_be_had_is_quarantined_with_its_reason(study: list[Path], tmp_path: Path) -> None:
+    missing = MissingInput(f"/incoming/{synthetic.PATIENT_ID}/*.dcm", "no file matches the pattern")
+    inputs = [*local_inputs(study[:2]), missing]
+    report = run_deidentification(
+        inputs, LocalDirectory(str(tmp_path / "out")), LocalDirectory(str(tmp_path / "q")), KEY
+    )
+    assert (report.inputs, report.deidentified, report.quarantined) == (3, 2, 1)
+    (entry,) = report.quarantine
+    assert entry["detail"] == "the input could not be read (no file matches the pattern)"
+    (reason_file,) = (tmp_path / "q").rglob("*.reason.json")
+    assert json.loads(reason_file.read_text())["source"] == missing.name  # the quarantine names it; the report not
+    assert [p for p in (tmp_path / "q").rglob("*") if p.is_file()] == [reason_file]  # nothing to copy
+    assert synthetic.PATIENT_ID not in report.to_json().decode()
+
+
+def test_worker_processes_take_a_lazy_source_a_bounded_number_ahead(basic_run: Run, tmp_path: Path) -> None:
+    """The runner consumes an iterator as it goes (S3 copies are made a few ahead, not all at once)."""
+    files = local_inputs(basic_run.source)
+    total = 150
+    taken: list[int] = []
+    ahead: list[int] = []
+
+    def inputs() -> Iterator[LocalInput]:
+        for number in range(total):
+            taken.append(number)
+            yield files[number % len(files)]
+
+    def outcome(_: FileOutcome) -> None:
+        ahead.append(len(taken) - len(ahead))
+
+    report = run_deidentification(
+        inputs(),
+        LocalDirectory(str(tmp_path / "out")),
+        LocalDirectory(str(tmp_path / "q")),
+        KEY,
+        workers=2,
+        on_outcome=outcome,
+    )
+    assert (report.inputs, report.deidentified) == (total, total)
+    window = 2 * IN_FLIGHT_CHUNKS * CHUNK
+    assert max(ahead) <= window < total
+    assert _tree(tmp_path / "out") == _tree(basic_run.destination)
