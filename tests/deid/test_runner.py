@@ -17,6 +17,7 @@ from pydicom.sequence import Sequence
 
 from airflow_hi_stow.deid import (
     FileOutcome,
+    InputFile,
     InvalidKeyError,
     LocalDirectory,
     LocalInput,
@@ -25,8 +26,8 @@ from airflow_hi_stow.deid import (
     deidentify_local,
     local_inputs,
     run_deidentification,
+    runner,
 )
-from airflow_hi_stow.deid.runner import CHUNK, IN_FLIGHT_CHUNKS
 from tests.deid import synthetic
 from tests.deid.conftest import KEY, OTHER_KEY, Run, pydicom_file
 
@@ -181,7 +182,7 @@ def test_a_list_of_files_is_named_from_its_common_folder(study: list[Path], tmp_
 
 def test_an_input_that_cannot_be_had_is_quarantined_with_its_reason(study: list[Path], tmp_path: Path) -> None:
     missing = MissingInput(f"/incoming/{synthetic.PATIENT_ID}/*.dcm", "no file matches the pattern")
-    inputs = [*local_inputs(study[:2]), missing]
+    inputs: list[InputFile] = [*local_inputs(study[:2]), missing]
     report = run_deidentification(
         inputs, LocalDirectory(str(tmp_path / "out")), LocalDirectory(str(tmp_path / "q")), KEY
     )
@@ -194,10 +195,16 @@ def test_an_input_that_cannot_be_had_is_quarantined_with_its_reason(study: list[
     assert synthetic.PATIENT_ID not in report.to_json().decode()
 
 
-def test_worker_processes_take_a_lazy_source_a_bounded_number_ahead(basic_run: Run, tmp_path: Path) -> None:
-    """The runner consumes an iterator as it goes (S3 copies are made a few ahead, not all at once)."""
+def test_worker_processes_take_a_lazy_source_a_bounded_number_ahead(
+    basic_run: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The runner consumes an iterator as it goes (S3 copies are made a few ahead, not all at once). Small chunks
+    and window (the parent's settings) keep the test short."""
+    monkeypatch.setattr(runner, "PARALLEL_FROM", 8)
+    monkeypatch.setattr(runner, "CHUNK", 2)
+    monkeypatch.setattr(runner, "IN_FLIGHT_CHUNKS", 2)
     files = local_inputs(basic_run.source)
-    total = 150
+    total = 36
     taken: list[int] = []
     ahead: list[int] = []
 
@@ -209,15 +216,8 @@ def test_worker_processes_take_a_lazy_source_a_bounded_number_ahead(basic_run: R
     def outcome(_: FileOutcome) -> None:
         ahead.append(len(taken) - len(ahead))
 
-    report = run_deidentification(
-        inputs(),
-        LocalDirectory(str(tmp_path / "out")),
-        LocalDirectory(str(tmp_path / "q")),
-        KEY,
-        workers=2,
-        on_outcome=outcome,
-    )
+    out, held = LocalDirectory(str(tmp_path / "out")), LocalDirectory(str(tmp_path / "q"))
+    report = run_deidentification(inputs(), out, held, KEY, workers=2, on_outcome=outcome)
     assert (report.inputs, report.deidentified) == (total, total)
-    window = 2 * IN_FLIGHT_CHUNKS * CHUNK
-    assert max(ahead) <= window < total
+    assert max(ahead) <= 8 + 2 * 2 * 2  # the first 8 (to choose processes), then 2 chunks of 2 per process
     assert _tree(tmp_path / "out") == _tree(basic_run.destination)
