@@ -29,6 +29,11 @@ def get_provider_info() -> dict[str, Any]:
                 "external-doc-url": "https://dicom.nema.org/medical/dicom/current/output/chtml/part18/sect_10.5.html",
                 "tags": ["protocol"],
             },
+            {
+                "integration-name": "DICOM de-identification",
+                "external-doc-url": "https://dicom.nema.org/medical/dicom/current/output/chtml/part15/chapter_E.html",
+                "tags": ["protocol"],
+            },
         ],
         "hooks": [
             {
@@ -36,12 +41,20 @@ def get_provider_info() -> dict[str, Any]:
                 "python-modules": ["airflow_hi_stow.hooks.healthimaging"],
             },
             {"integration-name": "DICOMweb", "python-modules": ["airflow_hi_stow.hooks.dicomweb"]},
+            {
+                "integration-name": "DICOM de-identification",
+                "python-modules": ["airflow_hi_stow.hooks.deidentification"],
+            },
         ],
         "operators": [
             {
                 "integration-name": "AWS HealthImaging",
                 "python-modules": ["airflow_hi_stow.operators.store", "airflow_hi_stow.operators.partition"],
-            }
+            },
+            {
+                "integration-name": "DICOM de-identification",
+                "python-modules": ["airflow_hi_stow.operators.deidentify"],
+            },
         ],
         "extra-links": ["airflow_hi_stow.links.healthimaging.HealthImagingDatastoreLink"],
         "config": {
