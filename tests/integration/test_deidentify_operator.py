@@ -186,7 +186,10 @@ def test_a_local_folder_is_deidentified_then_stored(
     # neither the task logs nor any XCom of the run show the key or a planted value
     logs = capfd.readouterr()
     assert "de-identifying into" in logs.out + logs.err  # the task log was captured
-    assert leaked(logs.out + logs.err) == []
+    # Airflow 3.0.6's dag.test() harness (InProcessSupervisorComms, not a real task) logs each message to its
+    # supervisor at DEBUG, connection passwords and masked secrets included: those lines are Airflow's, not ours.
+    lines = [line for line in (logs.out + logs.err).splitlines() if "msg=MaskSecret(" not in line]
+    assert leaked("\n".join(lines)) == []
     xcoms = [airflow_dags.xcom_values("hi_stow_test_deid_store", run.run_id, task) for task in ("deidentify", "store")]
     assert leaked(json.dumps(xcoms)) == []
 
