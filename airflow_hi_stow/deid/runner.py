@@ -14,7 +14,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
-from itertools import chain, islice
+from itertools import chain
 from multiprocessing import get_context
 from typing import Any
 
@@ -31,7 +31,9 @@ REPORT_VERSION = 1
 REASON_SUFFIX = ".reason.json"  # beside each quarantined input
 PARALLEL_FROM = 64  # fewer inputs than this are not worth starting worker processes for
 CHUNK = 16  # inputs per message to a worker process
+CHUNK_BYTES = 32 * 1024 * 1024  # or fewer, when the inputs say their size
 IN_FLIGHT_CHUNKS = 3  # chunks submitted per worker process ahead of the outcomes gathered
+IN_FLIGHT_BYTES = 512 * 1024 * 1024  # and no more input bytes than this, when the inputs say their size
 
 
 @dataclass(frozen=True)
@@ -151,19 +153,20 @@ def run_deidentification(
     every original -> replacement pair (patient data: only where the caller names). ``workers`` defaults to the
     number of cores. ``on_outcome`` is called in this process with each input's outcome, in input order, as they
     come (for a manifest or progress). ``inputs`` may be a lazy iterable: it is consumed as the run goes, at most
-    ``IN_FLIGHT_CHUNKS`` chunks per worker process ahead of the outcomes. A key problem raises ``InvalidKeyError``
-    before any input is read.
+    ``IN_FLIGHT_CHUNKS`` chunks per worker process and ``IN_FLIGHT_BYTES`` (counting the inputs' ``size``, where
+    they have one) ahead of the outcomes, so that inputs staged for the run (S3 copies) stay bounded. A key problem
+    raises ``InvalidKeyError`` before any input is read.
     """
     key = key if isinstance(key, DeidentificationKey) else DeidentificationKey(key)
     options = options or ProfileOptions()
     burned_in = burned_in or BurnedInPolicy()
     arguments = (key, options, burned_in, linkage is not None, destination, quarantine)
     remaining = iter(inputs)
-    head = list(islice(remaining, PARALLEL_FROM))
+    head = _head(remaining)
     processes = min(workers or os.cpu_count() or 1, len(head))
     outcomes: list[FileOutcome] = []
     counted = _Counted(chain(head, remaining))
-    if processes > 1 and len(head) >= PARALLEL_FROM:
+    if processes > 1 and (len(head) >= PARALLEL_FROM or sum(map(_size, head)) >= IN_FLIGHT_BYTES):
         with ProcessPoolExecutor(processes, get_context("spawn"), _start_process, arguments) as pool:
             _gather(_in_chunks(pool, counted, processes * IN_FLIGHT_CHUNKS), outcomes, on_outcome)
     else:
@@ -190,21 +193,55 @@ class _Counted:
             yield item
 
 
+def _size(item: InputFile) -> int:
+    """The input's size in bytes when it says (``InputFile`` does not require it), else 0."""
+    return int(getattr(item, "size", 0) or 0)
+
+
+def _head(items: Iterator[InputFile]) -> list[InputFile]:
+    """The first inputs, enough to choose between this process and worker processes."""
+    head: list[InputFile] = []
+    total = 0
+    for item in items:
+        head.append(item)
+        total += _size(item)
+        if len(head) >= PARALLEL_FROM or total >= IN_FLIGHT_BYTES:
+            break
+    return head
+
+
+def _chunks(items: Iterable[InputFile]) -> Iterator[tuple[list[InputFile], int]]:
+    """The inputs by chunks of ``CHUNK`` inputs or about ``CHUNK_BYTES``, each with its size."""
+    chunk: list[InputFile] = []
+    size = 0
+    for item in items:
+        chunk.append(item)
+        size += _size(item)
+        if len(chunk) >= CHUNK or size >= CHUNK_BYTES:
+            yield chunk, size
+            chunk, size = [], 0
+    if chunk:
+        yield chunk, size
+
+
 def _run_chunk(items: list[InputFile]) -> list[FileOutcome]:
     return [_run_in_process(item) for item in items]
 
 
 def _in_chunks(pool: ProcessPoolExecutor, items: Iterable[InputFile], window: int) -> Iterator[FileOutcome]:
-    """The outcomes of ``items`` run in ``pool`` by chunks, in input order, with at most ``window`` chunks
-    submitted ahead (``Executor.map`` would take every input at once)."""
-    pending: deque[Future[list[FileOutcome]]] = deque()
-    source = iter(items)
-    while chunk := list(islice(source, CHUNK)):
-        pending.append(pool.submit(_run_chunk, chunk))
-        if len(pending) >= window:
-            yield from pending.popleft().result()
-    while pending:
-        yield from pending.popleft().result()
+    """The outcomes of ``items`` run in ``pool`` by chunks, in input order, with at most ``window`` chunks and
+    about ``IN_FLIGHT_BYTES`` submitted ahead (``Executor.map`` would take every input at once)."""
+    pending: deque[tuple[Future[list[FileOutcome]], int]] = deque()
+    in_flight = 0
+    for chunk, size in _chunks(items):
+        pending.append((pool.submit(_run_chunk, chunk), size))
+        in_flight += size
+        while pending and (len(pending) >= window or in_flight >= IN_FLIGHT_BYTES):
+            future, done = pending.popleft()
+            in_flight -= done
+            yield from future.result()
+    for future, _ in pending:
+        yield from future.result()
 
 
 def _gather(

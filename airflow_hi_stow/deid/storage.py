@@ -19,7 +19,10 @@ from airflow_hi_stow.deid.transform import LinkageRecord
 
 
 class InputFile(Protocol):
-    """One input. ``name`` is how its source names it (it may hold patient data: it goes only to the quarantine)."""
+    """One input. ``name`` is how its source names it (it may hold patient data: it goes only to the quarantine).
+
+    An input may also have a ``size`` (bytes), by which the runner bounds what it takes ahead of its outcomes.
+    """
 
     @property
     def name(self) -> str: ...
@@ -43,6 +46,7 @@ class LinkageSink(Protocol):
 class LocalInput:
     path: str
     name: str
+    size: int = 0
 
     def read(self) -> bytes:
         return Path(self.path).read_bytes()
@@ -69,7 +73,14 @@ def local_inputs(source: str | os.PathLike[str] | Iterable[str | os.PathLike[str
         paths = [Path(p) for p in ([source] if isinstance(source, str | os.PathLike) else source)]
         parents = [str(p.resolve().parent) for p in paths]
         root = Path(os.path.commonpath(parents)) if parents else Path()
-    return [LocalInput(str(p), str(p.resolve().relative_to(root.resolve()))) for p in paths]
+    return [LocalInput(str(p), str(p.resolve().relative_to(root.resolve())), _size(p)) for p in paths]
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:  # reported when the runner reads it
+        return 0
 
 
 def _atomic_write(target: Path, data: bytes, mode: int | None = None) -> None:

@@ -250,7 +250,7 @@ class _StagedCopies:
             path = copy_to(file, self.root / f"{next(self._numbers):09d}")
         except SourceReadError as exc:
             return MissingInput(file.name, reason_key(exc.strerror or "the source could not be read"))
-        return LocalInput(str(path), file.name)
+        return LocalInput(str(path), file.name, file.size)
 
     def track(self, inputs: Iterable[InputFile]) -> Iterator[InputFile]:
         """``inputs`` as they are taken, remembering which are staged copies (outcomes come in the same order)."""
@@ -273,7 +273,7 @@ def _inputs(source: Any, s3_client: Callable[[], S3Client] | None, copies: _Stag
         if isinstance(item, InstanceResult):
             return MissingInput(item.source, reason_key(item.reason or "nothing to read"))
         if isinstance(item, LocalFile):
-            return LocalInput(str(item.path), item.name)
+            return LocalInput(str(item.path), item.name, item.size)
         return copies.copy(item)
 
     def cost(item: InstanceFile | InstanceResult) -> int:

@@ -9,6 +9,7 @@ failed raises OSError then, naming the target and the S3 error code, never the f
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 from collections.abc import Callable
@@ -101,6 +102,8 @@ class S3Target:
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="hi-stow-upload")
         self._slots = threading.BoundedSemaphore(max_pending)
         self._lock = threading.Lock()
+        self._uploads: dict[str, Future[None]] = {}  # in flight, by key
+        self._numbers = itertools.count()
         self.failures: list[str] = []
         """The S3 error code (or exception class) of each upload that failed."""
 
@@ -116,15 +119,32 @@ class S3Target:
         return f"{self.prefix}/{relative}" if self.prefix else relative
 
     def publish(self, relative: str) -> str:
+        """Uploads what was last written at ``relative``. A path written again (two inputs with one SOP Instance
+        UID) is uploaded again after the earlier upload, so the last write wins, as in a local directory."""
+        key = self._key(relative)
+        with self._lock:
+            earlier = self._uploads.get(key)
+        if earlier is not None:
+            earlier.result()
+        upload = self.staging / f".upload-{next(self._numbers)}"
+        try:
+            os.replace(self.staging / relative, upload)  # the workers may write that path again meanwhile
+        except FileNotFoundError:  # an earlier publish of this path took the later write along
+            return f"s3://{self.bucket}/{key}"
         self._slots.acquire()
-        future = self._pool.submit(self._upload, self.staging / relative, self._key(relative))
-        future.add_done_callback(self._release)
-        return f"s3://{self.bucket}/{self._key(relative)}"
+        future = self._pool.submit(self._upload, upload, key)
+        with self._lock:
+            self._uploads[key] = future
+        future.add_done_callback(lambda done: self._done(key, done))
+        return f"s3://{self.bucket}/{key}"
 
     def publish_if_written(self, relative: str) -> str | None:
         return self.publish(relative) if (self.staging / relative).exists() else None
 
-    def _release(self, _: Future[None]) -> None:
+    def _done(self, key: str, future: Future[None]) -> None:
+        with self._lock:
+            if self._uploads.get(key) is future:
+                del self._uploads[key]
         self._slots.release()
 
     def _upload(self, path: Path, key: str) -> None:

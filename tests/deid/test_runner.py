@@ -195,16 +195,20 @@ def test_an_input_that_cannot_be_had_is_quarantined_with_its_reason(study: list[
     assert synthetic.PATIENT_ID not in report.to_json().decode()
 
 
+@pytest.mark.parametrize(("in_flight_files", "most_ahead"), [(None, 8 + 2 * 2 * 2), (3, 3 + 2)])
 def test_worker_processes_take_a_lazy_source_a_bounded_number_ahead(
-    basic_run: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    basic_run: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, in_flight_files: int | None, most_ahead: int
 ) -> None:
-    """The runner consumes an iterator as it goes (S3 copies are made a few ahead, not all at once). Small chunks
-    and window (the parent's settings) keep the test short."""
+    """The runner consumes an iterator as it goes (S3 copies are made a few ahead, not all at once): the first 8
+    inputs (to choose processes), then 2 chunks of 2 per process; or, by size, what 3 inputs weigh. Small numbers
+    (the parent's settings) keep the test short."""
+    files = local_inputs(basic_run.source)
     monkeypatch.setattr(runner, "PARALLEL_FROM", 8)
     monkeypatch.setattr(runner, "CHUNK", 2)
     monkeypatch.setattr(runner, "IN_FLIGHT_CHUNKS", 2)
-    files = local_inputs(basic_run.source)
-    total = 36
+    if in_flight_files:
+        monkeypatch.setattr(runner, "IN_FLIGHT_BYTES", in_flight_files * min(f.size for f in files))
+    total = 24
     taken: list[int] = []
     ahead: list[int] = []
 
@@ -219,5 +223,5 @@ def test_worker_processes_take_a_lazy_source_a_bounded_number_ahead(
     out, held = LocalDirectory(str(tmp_path / "out")), LocalDirectory(str(tmp_path / "q"))
     report = run_deidentification(inputs(), out, held, KEY, workers=2, on_outcome=outcome)
     assert (report.inputs, report.deidentified) == (total, total)
-    assert max(ahead) <= 8 + 2 * 2 * 2  # the first 8 (to choose processes), then 2 chunks of 2 per process
+    assert max(ahead) <= most_ahead < total
     assert _tree(tmp_path / "out") == _tree(basic_run.destination)
