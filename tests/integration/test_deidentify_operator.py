@@ -250,6 +250,8 @@ def test_an_s3_prefix_is_deidentified_to_s3_then_stored(
     assert all(name.count("/") == 2 and name.endswith(".dcm") for name in outputs)
     for data in outputs.values():
         assert_clean_instance(data)
+    head = moto_s3.client().head_object(Bucket=moto_s3.bucket, Key=f"deidentified/{next(iter(outputs))}")
+    assert head["ContentType"] == "application/dicom"
     listed = read_file_list(s3_tree(moto_s3, records + "/")["deidentified.jsonl"])
     assert sorted(listed) == sorted(f"{bucket}/deidentified/{name}" for name in outputs)
     held = s3_tree(moto_s3, "deidentified-quarantine/")
