@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import posixpath
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -148,7 +149,7 @@ class S3Target:
         self._slots.release()
 
     def _upload(self, path: Path, key: str) -> None:
-        content_type = _CONTENT_TYPES.get(path.suffix)
+        content_type = _CONTENT_TYPES.get(posixpath.splitext(key)[1])
         try:
             self.client.upload_file(
                 str(path), self.bucket, key, ExtraArgs={"ContentType": content_type} if content_type else None
