@@ -63,8 +63,9 @@ def get_provider_info() -> dict[str, Any]:
                 "options": {
                     "manifest_location": {
                         "description": "Where StoreDicomOperator keeps each task instance's manifest and resume "
-                        "ledger when the task gives no manifest_location: a local directory, or an s3://bucket/prefix "
-                        "that every worker can reach (so a retry on another worker resumes). Empty: "
+                        "ledger when the task gives no manifest_location (and DeidentifyDicomOperator its list of "
+                        "outputs and report when it gives no report_location): a local directory, or an "
+                        "s3://bucket/prefix that every worker can reach (so a retry on another worker resumes). Empty: "
                         "$AIRFLOW_HOME/hi_stow/manifests.",
                         "version_added": "0.1.0",
                         "type": "string",

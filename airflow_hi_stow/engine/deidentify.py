@@ -192,7 +192,8 @@ def quarantine_violation(limit: FailurePolicy | None, counts: dict[str, int]) ->
     allowed = limit.allowed(counts["inputs"])
     if counts["quarantined"] <= allowed:
         return None
-    return f"{counts['quarantined']} of {counts['inputs']} input(s) quarantined, more than the {allowed} allowed (max_quarantined)"
+    quarantined, inputs = counts["quarantined"], counts["inputs"]
+    return f"{quarantined} of {inputs} input(s) quarantined, more than the {allowed} allowed (max_quarantined)"
 
 
 def _normal(place: str) -> str:
