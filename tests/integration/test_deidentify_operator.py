@@ -23,6 +23,7 @@ from pydicom import dcmread
 
 from airflow_hi_stow.deid import deidentify_local
 from airflow_hi_stow.hooks.deidentification import DeidentificationKeyHook
+from airflow_hi_stow.operators.deidentify import DeidentifyDicomOperator
 from airflow_hi_stow.sources.resolve import read_file_list
 from airflow_hi_stow.testing import RunningEmulator
 from tests.deid import synthetic
@@ -393,3 +394,32 @@ def test_a_missing_or_short_key_fails_before_any_file_is_written(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["incoming"]  # nothing written anywhere
     logs = capfd.readouterr()
     assert f"connection '{KEY_CONN}': {complaint}" in logs.out + logs.err
+
+
+def test_the_operator_is_registered_and_stores_its_arguments() -> None:
+    from airflow_hi_stow import get_provider_info
+
+    info = get_provider_info()
+    assert "DICOM de-identification" in {i["integration-name"] for i in info["integrations"]}
+    assert {
+        "integration-name": "DICOM de-identification",
+        "python-modules": ["airflow_hi_stow.operators.deidentify"],
+    } in info["operators"]
+    operator = DeidentifyDicomOperator(
+        task_id="deidentify", source="{{ params.incoming }}", destination="{{ params.out }}", key_conn_id=KEY_CONN
+    )
+    assert (operator.source, operator.destination, operator.quarantine) == (
+        "{{ params.incoming }}",
+        "{{ params.out }}",
+        None,
+    )
+    assert set(operator.template_fields) >= {
+        "source",
+        "destination",
+        "quarantine",
+        "key_conn_id",
+        "report_location",
+        "linkage_location",
+        "aws_conn_id",
+    }
+    assert (operator.max_quarantined, operator.linkage_location, operator.allow_burned_in) == (None, None, False)
