@@ -65,6 +65,13 @@ def test_the_link_follows_the_region_s_partition(region: str, console: str) -> N
     assert url == f"{console}/medical-imaging/home?region={region}#/data-stores/{DATASTORE}"
 
 
+def test_against_a_local_endpoint_the_link_opens_the_emulator_s_page() -> None:
+    link = HealthImagingDatastoreLink()
+    url = link.format_link(region_name="us-east-1", aws_domain="aws.amazon.com", datastore_id=DATASTORE,
+                           local_endpoint="http://127.0.0.1:8042/")  # fmt: skip
+    assert url == f"http://127.0.0.1:8042/_emulator/datastores/{DATASTORE}"
+
+
 def test_the_operator_reads_like_an_amazon_provider_operator() -> None:
     operator = StoreDicomOperator(task_id="store", source="/data", aws_conn_id="ahi", verify="/etc/ca.pem")
     assert {"aws_conn_id", "region_name", "verify", "botocore_config"} <= set(operator.template_fields)
