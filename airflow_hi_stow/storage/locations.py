@@ -7,6 +7,7 @@ every segment; locally they are appended to one file and flushed to disk. Files 
 
 from __future__ import annotations
 
+import errno
 import itertools
 import os
 import shutil
@@ -79,7 +80,10 @@ class LocalLocation:
 
     def put_file(self, name: str, stream: BinaryIO) -> str:
         target = self.root / name
-        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+        except FileExistsError:  # a file where the folder should be
+            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(target.parent)) from None
         partial = target.with_name(f".{target.name}.partial")
         with partial.open("wb") as out:
             shutil.copyfileobj(stream, out)
