@@ -241,9 +241,7 @@ def _superseded(file: InstanceFile, moved_away: Sequence[dict[str, Any]]) -> boo
     )
 
 
-def _inspect_all(
-    files: Sequence[InstanceFile], settings: ValidationSettings, workers: int
-) -> Iterator[FileVerdict]:
+def _inspect_all(files: Sequence[InstanceFile], settings: ValidationSettings, workers: int) -> Iterator[FileVerdict]:
     """The verdict of each file, in order: in this process, or in ``workers`` processes (files that do not pickle
     are fetched here first; those too large to fetch are checked here)."""
     key = secrets.token_bytes(32)  # digests of grouping values compare within this run only
@@ -365,7 +363,9 @@ def _settle(
         return _passed(store, file, verdict)
     earlier = store.earlier(file.name)
     if earlier and earlier.get("quarantined_as") and any(f.check == READABLE.name for f in verdict.findings):
-        return _outcome_of_record(earlier)  # it is gone (moved by an earlier try) or unreadable: that try's copy holds it
+        return _outcome_of_record(
+            earlier
+        )  # it is gone (moved by an earlier try) or unreadable: that try's copy holds it
     errors = [finding for finding in verdict.findings if finding.severity == Severity.ERROR]
     first = errors[0]
     where = f" ({first.attribute})" if first.attribute else ""
