@@ -44,7 +44,7 @@ PARALLEL_FROM_FILES = 3000
 machine) costs more than it saves (see docs/benchmarks.md)."""
 PROGRESS_SECONDS = 30.0
 CHUNK_BYTES = 64 * 1024**2
-"""Bytes of fetched files sent to a worker process in one chunk, at most."""
+"""Bytes of files in one chunk sent to a worker process, at most (fetched files travel with their bytes)."""
 
 
 class TooManyFailures(RuntimeError):

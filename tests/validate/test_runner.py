@@ -179,7 +179,7 @@ def test_inputs_that_do_not_pickle_are_read_here_and_checked_in_the_workers(
 
     expected = run(root, tmp_path / "local", workers=1)
     remote = [Remote(p) for p in sorted(root.iterdir())]
-    for limit, out in ((64 * 1024**2, "fetched"), (0, "here")):
+    for limit, out in ((64 * 1024**2, "fetched"), (35_000, "mixed"), (0, "here")):
         del fetched[:]
         with caplog.at_level(logging.INFO):
             result = validate_files(
@@ -192,7 +192,7 @@ def test_inputs_that_do_not_pickle_are_read_here_and_checked_in_the_workers(
         assert [(Path(o.source).name, o.good) for o in result.outcomes] == [
             (Path(o.source).name, o.good) for o in expected.outcomes
         ]
-        if limit:  # every file read once, whole, here
+        if out == "fetched":  # every file read once, whole, here
             assert sorted(fetched) == sorted(file.name for file in remote)
     assert caplog.text.count("Remote inputs cannot be sent to worker processes (they do not pickle)") == 1
 
