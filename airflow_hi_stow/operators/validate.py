@@ -24,6 +24,7 @@ from airflow_hi_stow.validate import (
     remove_input,
     validate_files,
 )
+from airflow_hi_stow.validate.inputs import refuse_overlap
 from airflow_hi_stow.validate.settings import DEFAULT_DCIODVFY_TIMEOUT, DEFAULT_MAX_IN_MEMORY_BYTES
 
 if TYPE_CHECKING:
@@ -44,7 +45,8 @@ class ValidateDicomOperator(AwsBaseOperator[S3Hook]):
         (or key, or glob), a file list ``{"manifest": ...}`` such as an upstream task's XCom, or a list of these
         (templated). An entry naming nothing is quarantined with its reason (a reason file alone).
     :param quarantine: a local directory or ``s3://bucket/prefix``; each task instance quarantines into its own
-        folder under it, ``dag_id=../run_id=../task_id=../map_index=../`` (templated).
+        folder under it, ``dag_id=../run_id=../task_id=../map_index=../`` (templated). It and ``report_location``
+        must not lie inside a directory, prefix or glob the source names.
     :param severities: check or group names mapped to ``"error"`` (quarantine), ``"warning"`` (report, pass) or
         ``"off"``, over the defaults, e.g. ``{"deid": "error", "consistency.study": "error"}``.
     :param transfer_syntaxes: the transfer syntax UIDs accepted (default: HealthImaging's list).
@@ -116,10 +118,12 @@ class ValidateDicomOperator(AwsBaseOperator[S3Hook]):
             dciodvfy_timeout=self.dciodvfy_timeout,
             max_in_memory_bytes=self.max_in_memory_bytes,
         )
+        records = self.report_location or default_manifest_location()
+        refuse_overlap(self.source, quarantine=self.quarantine, report_location=records)
         s3_client = self._s3_client()
         parts = task_instance_parts(context)
         quarantine = open_location(self.quarantine, parts, s3_client)
-        output = open_location(self.report_location or default_manifest_location(), parts, s3_client)
+        output = open_location(records, parts, s3_client)
         try:
             run = validate_files(
                 resolve_sources(self.source, s3_client),

@@ -18,11 +18,12 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import BinaryIO, cast
+from typing import Any, BinaryIO, cast
 
 from airflow_hi_stow.core.results import InstanceResult
 from airflow_hi_stow.sources.instances import BlockReader, InstanceFile, LocalFile
-from airflow_hi_stow.sources.s3 import S3Object, delete_s3_object
+from airflow_hi_stow.sources.resolve import FileList, flatten_source
+from airflow_hi_stow.sources.s3 import S3Object, delete_s3_object, is_s3_uri
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,28 @@ def as_inputs(items: Iterable[InstanceFile | InstanceResult]) -> Iterator[Instan
             yield Unlisted(item.source, item.reason or "names no file")
         else:
             yield item
+
+
+def refuse_overlap(source: Any, **locations: str) -> None:
+    """Raise ValueError when a location (the quarantine, the records) lies inside a folder, prefix or glob the
+    source names: a rerun would take the quarantined copies and the reports for inputs. File lists are not read."""
+    for entry in flatten_source(source):
+        if isinstance(entry, FileList):
+            continue
+        root = _folder_of(entry)
+        for role, location in locations.items():
+            if is_s3_uri(entry) != is_s3_uri(location):
+                continue
+            where = location.rstrip("/") if is_s3_uri(location) else os.path.realpath(location)
+            if where == root or where.startswith(root.rstrip("/") + "/"):
+                raise ValueError(f"the {role} {location} lies inside the source {entry}: put it elsewhere")
+
+
+def _folder_of(entry: str) -> str:
+    """What an entry covers: an S3 prefix, a local directory (a glob's fixed part), or a file."""
+    glob_at = min((entry.find(c) for c in "*?[" if c in entry), default=-1)
+    fixed = entry if glob_at < 0 else entry[:glob_at].rpartition("/")[0]
+    return fixed.rstrip("/") if is_s3_uri(entry) else os.path.realpath(fixed or ".")
 
 
 def open_seekable(file: InstanceFile) -> BinaryIO:

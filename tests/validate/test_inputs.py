@@ -6,11 +6,16 @@ moved, whichever way the source names it."""
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from airflow_hi_stow.sources.resolve import FileList, resolve_sources, write_file_list
 from airflow_hi_stow.storage.locations import LocalLocation, open_location
 from airflow_hi_stow.validate import remove_input, validate_files
+from airflow_hi_stow.validate.inputs import refuse_overlap
 from airflow_hi_stow.validate.quarantine import REASON_SUFFIX, quarantine_name
 from tests.support.s3 import MotoS3
 from tests.validate.dicom_files import ct, p10_bytes, write
@@ -133,3 +138,41 @@ def test_s3_objects_are_checked_in_worker_processes_quarantined_to_s3_and_moved(
     good = [json.loads(line)["source"] for line in (output.get_bytes("good.jsonl") or b"").decode().splitlines()]
     assert good == sorted(f"s3://{bucket}/{key}" for key in left)
     assert run() == (first[0], first[1], len(BAD))  # the retry: the same split, the moved files counted
+
+
+@pytest.mark.parametrize(
+    ("source", "quarantine", "inside"),
+    [
+        ("{tmp}/in", "{tmp}/in/quarantine", True),
+        ("{tmp}/in/", "{tmp}/in", True),
+        (["{tmp}/other", "{tmp}/in/*.dcm"], "{tmp}/in/q", True),
+        ("{tmp}/in/a.dcm", "{tmp}/in/q", False),
+        ("{tmp}/in", "{tmp}/in-quarantine", False),
+        ("s3://bucket/in/", "s3://bucket/in/quarantine", True),
+        ("s3://bucket/in/**.dcm", "s3://bucket/in/q", True),
+        ("s3://bucket/in", "s3://bucket/incoming-quarantine", False),
+        ("s3://bucket/in", "{tmp}/in", False),
+        ({"manifest": "{tmp}/in/list.jsonl"}, "{tmp}/in/q", False),  # a file list is not read for this
+    ],
+)
+def test_a_quarantine_inside_the_source_is_refused(source: Any, quarantine: str, inside: bool, tmp_path: Path) -> None:
+    def at(value: Any) -> Any:
+        if isinstance(value, list):
+            return [at(item) for item in value]
+        if isinstance(value, dict):
+            return {key: at(item) for key, item in value.items()}
+        return value.format(tmp=tmp_path)
+
+    refuse = partial(refuse_overlap, at(source), quarantine=at(quarantine), report_location=str(tmp_path / "records"))
+    if not inside:
+        refuse()
+        return
+    with pytest.raises(ValueError, match=r"^the quarantine .* lies inside the source .*: put it elsewhere$"):
+        refuse()
+
+
+def test_records_inside_the_source_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"^the report_location .*/in/records lies inside the source"):
+        refuse_overlap(
+            str(tmp_path / "in"), quarantine=str(tmp_path / "q"), report_location=str(tmp_path / "in/records")
+        )
