@@ -38,7 +38,8 @@ class ValidateDicomOperator(AwsBaseOperator[S3Hook]):
     takes as its ``source`` (``source=validate.output``), with the counts::
 
         {"manifest": ".../good.jsonl", "files": 120, "inputs": 123, "quarantined": 3, "with_warnings": 4,
-         "quarantined_earlier": 0, "checks": {"container.integrity": {"error": 2}, ...}, "conflicts": 1,
+         "quarantined_earlier": 0, "taken_out_of_quarantine": 0, "checks": {"container.integrity": {"error": 2}, ...},
+         "conflicts": 1,
          "quarantine": "<the task instance's quarantine folder>", "report": ".../report.json"}
 
     :param source: as for StoreDicomOperator: a file, a directory (recursive), a glob, an ``s3://bucket/prefix``
@@ -160,6 +161,7 @@ class ValidateDicomOperator(AwsBaseOperator[S3Hook]):
             quarantined=counts["quarantined"],
             with_warnings=counts["with_warnings"],
             quarantined_earlier=counts["quarantined_earlier"],
+            taken_out_of_quarantine=counts["taken_out_of_quarantine"],
             checks=counts["files_by_check"],
             conflicts=counts["conflicts"],
             quarantine=quarantine,

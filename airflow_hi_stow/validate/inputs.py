@@ -4,7 +4,8 @@ lists them (local files, S3 objects, or any other :class:`~airflow_hi_stow.sourc
 This module is the one place that adapts them to what a run needs: the entries of a source that name nothing kept
 as inputs that cannot be read (so they are counted and reported, never dropped); a seekable stream for the checks;
 the bytes of files that do not pickle (an S3 object holds its client), read in this process, ahead of their turn,
-for the checks in worker processes; and the removal of a source once it is quarantined, when a run moves.
+for the checks in worker processes; the removal of a source once it is quarantined, when a run moves; and the
+refusal of a quarantine inside the source.
 """
 
 from __future__ import annotations

@@ -107,6 +107,7 @@ def test_only_the_good_files_are_stored_and_the_quarantine_holds_the_rest_even_a
         "quarantined": inputs - len(good),
         "with_warnings": sum(bool(corpus.warnings[Path(name).name]) for name in good),
         "quarantined_earlier": 0,
+        "taken_out_of_quarantine": 0,
         "checks": {
             **files_per_check(corpus),
             "container.readable": {"error": 2},  # the path that does not exist, the glob matching nothing
