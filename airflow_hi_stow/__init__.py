@@ -34,6 +34,11 @@ def get_provider_info() -> dict[str, Any]:
                 "external-doc-url": "https://dicom.nema.org/medical/dicom/current/output/chtml/part15/chapter_E.html",
                 "tags": ["protocol"],
             },
+            {
+                "integration-name": "DICOM validation",
+                "external-doc-url": "https://dicom.nema.org/medical/dicom/current/output/chtml/part10/chapter_7.html",
+                "tags": ["software"],
+            },
         ],
         "hooks": [
             {
@@ -55,6 +60,7 @@ def get_provider_info() -> dict[str, Any]:
                 "integration-name": "DICOM de-identification",
                 "python-modules": ["airflow_hi_stow.operators.deidentify"],
             },
+            {"integration-name": "DICOM validation", "python-modules": ["airflow_hi_stow.operators.validate"]},
         ],
         "extra-links": ["airflow_hi_stow.links.healthimaging.HealthImagingDatastoreLink"],
         "config": {
