@@ -46,7 +46,7 @@ from airflow_hi_stow.deid.transform import LinkageRecord
 from airflow_hi_stow.engine.importer import Log
 from airflow_hi_stow.sources.instances import InstanceFile, LocalFile
 from airflow_hi_stow.sources.read_ahead import SourceReadError, copy_to, read_ahead
-from airflow_hi_stow.sources.resolve import FileList, flatten_source, resolve_sources, write_file_list
+from airflow_hi_stow.sources.resolve import FileList, refuse_overlap, resolve_sources, write_file_list
 from airflow_hi_stow.sources.s3 import S3Client, is_s3_uri, split_s3_uri
 from airflow_hi_stow.storage.locations import LocalLocation, Location
 from airflow_hi_stow.storage.targets import open_target, within
@@ -57,7 +57,6 @@ OUTPUTS = "deidentified.jsonl"
 REPORT = "report.json"
 LINKAGE = "linkage.csv"
 QUARANTINE_SUFFIX = "-quarantine"
-_GLOB_CHARACTERS = "*?["
 
 
 def default_quarantine(destination: str) -> str:
@@ -213,29 +212,8 @@ def _check_places(source: Any, destination: str, quarantine: str, records: str, 
     for name, place in (("report_location", records), ("linkage_location", linkage)):
         if place and (within(place, destination) or within(destination, place)):
             raise ValueError(f"the {name} must lie outside the destination, which holds de-identified instances only")
-    for root, key_prefix in _source_roots(source):
-        for name, place in (
-            ("destination", destination),
-            ("quarantine", quarantine),
-            ("report_location", records),
-            ("linkage_location", linkage),
-        ):
-            if place and within(place, root, key_prefix=key_prefix):
-                raise ValueError(f"the {name} must not lie inside the source: a rerun would read what this run writes")
-
-
-def _source_roots(source: Any) -> Iterator[tuple[str, bool]]:
-    """Each folder or S3 prefix under which a source entry finds files (with whether it is a raw key prefix)."""
-    for entry in flatten_source(source):
-        if isinstance(entry, FileList):
-            continue
-        wildcard = min((entry.find(c) for c in _GLOB_CHARACTERS if c in entry), default=-1)
-        if is_s3_uri(entry):
-            yield (entry[:wildcard], True) if wildcard >= 0 else (entry, False)
-        elif wildcard >= 0 and not os.path.lexists(entry):
-            yield os.path.dirname(entry[:wildcard]) or ".", False
-        else:
-            yield entry, False
+    places = {"destination": destination, "quarantine": quarantine, "report_location": records}
+    refuse_overlap(source, **places, **({"linkage_location": linkage} if linkage else {}))
 
 
 class _StagedCopies:

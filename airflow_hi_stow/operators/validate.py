@@ -13,7 +13,7 @@ from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException
 
 from airflow_hi_stow.operators.records import default_manifest_location, task_instance_parts
-from airflow_hi_stow.sources.resolve import FileList, resolve_sources
+from airflow_hi_stow.sources.resolve import FileList, refuse_overlap, resolve_sources
 from airflow_hi_stow.sources.s3 import S3Client
 from airflow_hi_stow.storage.locations import open_location
 from airflow_hi_stow.validate import (
@@ -24,7 +24,6 @@ from airflow_hi_stow.validate import (
     remove_input,
     validate_files,
 )
-from airflow_hi_stow.validate.inputs import refuse_overlap
 from airflow_hi_stow.validate.settings import DEFAULT_DCIODVFY_TIMEOUT, DEFAULT_MAX_IN_MEMORY_BYTES
 
 if TYPE_CHECKING:

@@ -110,6 +110,28 @@ def flatten_source(source: Any) -> Iterator[str | FileList]:
         )
 
 
+def refuse_overlap(source: Any, **locations: str) -> None:
+    """Raise ValueError when a location (the quarantine, the records) lies inside a folder, prefix or glob the
+    source names: a rerun would take the quarantined copies and the reports for inputs. File lists are not read."""
+    for entry in flatten_source(source):
+        if isinstance(entry, FileList):
+            continue
+        root = _folder_of(entry)
+        for role, location in locations.items():
+            if is_s3_uri(entry) != is_s3_uri(location):
+                continue
+            where = location.rstrip("/") if is_s3_uri(location) else os.path.realpath(location)
+            if where == root or where.startswith(root.rstrip("/") + "/"):
+                raise ValueError(f"the {role} {location} lies inside the source {entry}: put it elsewhere")
+
+
+def _folder_of(entry: str) -> str:
+    """What an entry covers: an S3 prefix, a local directory (a glob's fixed part), or a file."""
+    glob_at = min((entry.find(c) for c in _GLOB_CHARACTERS if c in entry), default=-1)
+    fixed = entry if glob_at < 0 else entry[:glob_at].rpartition("/")[0]
+    return fixed.rstrip("/") if is_s3_uri(entry) else os.path.realpath(fixed or ".")
+
+
 def _parse_list(text: str) -> list[Any] | None:
     for parse in (json.loads, ast.literal_eval):
         try:

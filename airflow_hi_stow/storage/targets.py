@@ -193,19 +193,16 @@ def open_target(uri: str, staging: Path, s3_client: Callable[[], S3Client] | Non
     return LocalTarget(uri)
 
 
-def within(inner: str, outer: str, *, key_prefix: bool = False) -> bool:
-    """Whether ``inner`` is ``outer`` or lies under it: two local paths (links resolved) or two ``s3://`` URIs.
-    With ``key_prefix``, an S3 ``outer`` is a raw key prefix (as before a glob's first wildcard), not a folder."""
+def within(inner: str, outer: str) -> bool:
+    """Whether ``inner`` is ``outer`` or lies under it: two local paths (links resolved) or two ``s3://`` URIs."""
     if is_s3_uri(inner) != is_s3_uri(outer):
         return False
     if is_s3_uri(inner):
         inner_bucket, inner_key = split_s3_uri(inner)
         outer_bucket, outer_key = split_s3_uri(outer)
-        if inner_bucket != outer_bucket:
-            return False
-        if key_prefix:
-            return inner_key.startswith(outer_key)
         inner_key, outer_key = inner_key.strip("/"), outer_key.strip("/")
-        return not outer_key or inner_key == outer_key or inner_key.startswith(outer_key + "/")
+        return inner_bucket == outer_bucket and (
+            not outer_key or inner_key == outer_key or inner_key.startswith(outer_key + "/")
+        )
     inner_path, outer_path = os.path.realpath(inner), os.path.realpath(outer)
     return os.path.commonpath([inner_path, outer_path]) == outer_path

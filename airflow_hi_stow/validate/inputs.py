@@ -4,8 +4,8 @@ lists them (local files, S3 objects, or any other :class:`~airflow_hi_stow.sourc
 This module is the one place that adapts them to what a run needs: the entries of a source that name nothing kept
 as inputs that cannot be read (so they are counted and reported, never dropped); a seekable stream for the checks;
 the bytes of files that do not pickle (an S3 object holds its client), read in this process, ahead of their turn,
-for the checks in worker processes; the removal of a source once it is quarantined, when a run moves; and the
-refusal of a quarantine inside the source.
+for the checks in worker processes; and the removal of a source once it is quarantined, when a run moves. (The
+refusal of a quarantine inside the source is :func:`~airflow_hi_stow.sources.resolve.refuse_overlap`.)
 """
 
 from __future__ import annotations
@@ -19,12 +19,11 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO, cast
+from typing import BinaryIO, cast
 
 from airflow_hi_stow.core.results import InstanceResult
 from airflow_hi_stow.sources.instances import BlockReader, InstanceFile, LocalFile
-from airflow_hi_stow.sources.resolve import FileList, flatten_source
-from airflow_hi_stow.sources.s3 import S3Object, delete_s3_object, is_s3_uri
+from airflow_hi_stow.sources.s3 import S3Object, delete_s3_object
 
 log = logging.getLogger(__name__)
 
@@ -72,28 +71,6 @@ def as_inputs(items: Iterable[InstanceFile | InstanceResult]) -> Iterator[Instan
             yield Unlisted(item.source, item.reason or "names no file")
         else:
             yield item
-
-
-def refuse_overlap(source: Any, **locations: str) -> None:
-    """Raise ValueError when a location (the quarantine, the records) lies inside a folder, prefix or glob the
-    source names: a rerun would take the quarantined copies and the reports for inputs. File lists are not read."""
-    for entry in flatten_source(source):
-        if isinstance(entry, FileList):
-            continue
-        root = _folder_of(entry)
-        for role, location in locations.items():
-            if is_s3_uri(entry) != is_s3_uri(location):
-                continue
-            where = location.rstrip("/") if is_s3_uri(location) else os.path.realpath(location)
-            if where == root or where.startswith(root.rstrip("/") + "/"):
-                raise ValueError(f"the {role} {location} lies inside the source {entry}: put it elsewhere")
-
-
-def _folder_of(entry: str) -> str:
-    """What an entry covers: an S3 prefix, a local directory (a glob's fixed part), or a file."""
-    glob_at = min((entry.find(c) for c in "*?[" if c in entry), default=-1)
-    fixed = entry if glob_at < 0 else entry[:glob_at].rpartition("/")[0]
-    return fixed.rstrip("/") if is_s3_uri(entry) else os.path.realpath(fixed or ".")
 
 
 def open_seekable(file: InstanceFile) -> BinaryIO:

@@ -2,8 +2,9 @@
 
 The tests pass the operators' arguments as JSON in ``HI_STOW_DEID_TEST_ARGS`` (read when this file is parsed):
 ``{"deidentify": {...DeidentifyDicomOperator arguments...}, "store": {...StoreDicomOperator arguments...},
-"sources": [...one source per mapped instance...]}``. In ``hi_stow_test_deid_store`` the store takes the
-de-identification's XCom as its source, as the sample pipelines chain them.
+"validate": {...ValidateDicomOperator arguments...}, "sources": [...one source per mapped instance...]}``. The
+XCom of the de-identification is the next step's source, as the sample pipelines chain them: the store's in
+``hi_stow_test_deid_store``, the validation's (then the store's) in ``hi_stow_test_deid_validate_store``.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from airflow.providers.common.compat.sdk import DAG
 
 from airflow_hi_stow.operators.deidentify import DeidentifyDicomOperator
 from airflow_hi_stow.operators.store import StoreDicomOperator
+from airflow_hi_stow.operators.validate import ValidateDicomOperator
 
 ARGS = json.loads(os.environ.get("HI_STOW_DEID_TEST_ARGS", "{}"))
 DEIDENTIFY = {
@@ -25,12 +27,18 @@ DEIDENTIFY = {
     **ARGS.get("deidentify", {}),
 }
 STORE = ARGS.get("store", {})
+VALIDATE = {"quarantine": "/nonexistent", **ARGS.get("validate", {})}
 SOURCES = ARGS.get("sources", [])
 START = pendulum.datetime(2026, 1, 1, tz="UTC")
 
 with DAG("hi_stow_test_deid_store", schedule=None, start_date=START, catchup=False):
     deidentified = DeidentifyDicomOperator(task_id="deidentify", **DEIDENTIFY)
     StoreDicomOperator(task_id="store", source=deidentified.output, **STORE)
+
+with DAG("hi_stow_test_deid_validate_store", schedule=None, start_date=START, catchup=False):
+    deidentified = DeidentifyDicomOperator(task_id="deidentify", **DEIDENTIFY)
+    validated = ValidateDicomOperator(task_id="validate", source=deidentified.output, **VALIDATE)
+    StoreDicomOperator(task_id="store", source=validated.output, **STORE)
 
 with DAG("hi_stow_test_deid", schedule=None, start_date=START, catchup=False):
     DeidentifyDicomOperator(task_id="deidentify", **DEIDENTIFY)

@@ -75,9 +75,9 @@ def test_an_s3_destination_that_cannot_be_written_fails_the_run_without_records(
 @pytest.mark.parametrize(
     ("destination", "quarantine", "complaint"),
     [
-        ("{src}/out", None, "destination must not lie inside the source"),
+        ("{src}/out", None, "the destination .* lies inside the source"),
         ("{tmp}/out", "{tmp}/out/held", "must not lie inside one another"),
-        ("{tmp}/out", "{src}/held", "quarantine must not lie inside the source"),
+        ("{tmp}/out", "{src}/held", "the quarantine .* lies inside the source"),
         ("{tmp}/records/out", None, "report_location must lie outside the destination"),
         ("s3://bucket", None, "whole bucket"),
     ],

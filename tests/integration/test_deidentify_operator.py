@@ -39,6 +39,7 @@ BAD_FILES = ("notes.txt", "no_meta.dcm", "ultrasound.dcm")
 REASONS = {"unreadable": 4, "burned-in": 1}  # the text file, the file without meta, the missing path, the glob
 FILES, QUARANTINED = 6, 5
 SECRETS = (*synthetic.PLANTED, synthetic.STUDY_UID, KEY)
+PIPELINE = "hi_stow_test_deid_validate_store"
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -119,28 +120,30 @@ def stored_objects(emulator: RunningEmulator) -> list[bytes]:
 
 
 @pytest.mark.compat
-def test_a_local_folder_is_deidentified_then_stored(
+def test_a_local_folder_is_deidentified_validated_and_stored(
     emulator: RunningEmulator,
     incoming: Incoming,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     capfd: pytest.CaptureFixture[str],
 ) -> None:
+    """De-identify -> validate (the validation's de-identification gate as an error) -> store."""
     destination = tmp_path / "deidentified"
     deid_args(
         monkeypatch,
         deidentify={"source": incoming.source(), "destination": str(destination), "key_conn_id": KEY_CONN},
+        validate={"quarantine": str(tmp_path / "invalid"), "severities": {"deid": "error"}},
         store=store_args(emulator),
     )
-    run = airflow_dags.run_dag("hi_stow_test_deid_store", a_moment())
+    run = airflow_dags.run_dag(PIPELINE, a_moment())
     assert run.state == "success"
-    summary = airflow_dags.xcom_values("hi_stow_test_deid_store", run.run_id, "deidentify")[-1]
+    summary = airflow_dags.xcom_values(PIPELINE, run.run_id, "deidentify")[-1]
     assert summary["counts"] == {"inputs": FILES + QUARANTINED, "deidentified": FILES, "quarantined": QUARANTINED}
     assert summary["reasons"] == REASONS
     assert (summary["files"], summary["studies"], summary["series"]) == (FILES, 1, 2)
     assert summary["destination"] == str(destination)
     assert summary["quarantine"] == f"{destination}-quarantine"
-    records = Path(os.environ["AIRFLOW_HOME"], "hi_stow", "manifests", "dag_id=hi_stow_test_deid_store")
+    records = Path(os.environ["AIRFLOW_HOME"], "hi_stow", "manifests", f"dag_id={PIPELINE}")
     records /= f"run_id={run.run_id}/task_id=deidentify/map_index=-1"
     assert summary["manifest"] == str(records / "deidentified.jsonl")
     assert summary["report"] == str(records / "report.json")
@@ -175,12 +178,16 @@ def test_a_local_folder_is_deidentified_then_stored(
     assert "notes.txt" not in report_text
     assert "ultrasound" not in report_text
 
-    # the store stored exactly the de-identified files, and what the emulator keeps carries no planted value
-    stored = airflow_dags.xcom_values("hi_stow_test_deid_store", run.run_id, "store")[-1]
+    # every output passes validation; the store stored exactly them, and what the emulator keeps is clean
+    validated = airflow_dags.xcom_values(PIPELINE, run.run_id, "validate")[-1]
+    assert (validated["inputs"], validated["files"], validated["quarantined"]) == (FILES, FILES, 0)
+    stored = airflow_dags.xcom_values(PIPELINE, run.run_id, "store")[-1]
     assert stored["counts"]["stored"] == FILES
     assert stored["files"] == FILES
     kept = stored_objects(emulator)
     assert sorted(kept) == sorted(p.read_bytes() for p in written)
+    for data in kept:
+        assert_clean_instance(data)
     (study,) = {image_set["studyInstanceUID"] for image_set in emulator.image_sets()}
     assert study == dcmread(written[0]).StudyInstanceUID != synthetic.STUDY_UID
 
@@ -191,7 +198,7 @@ def test_a_local_folder_is_deidentified_then_stored(
     # supervisor at DEBUG, connection passwords and masked secrets included: those lines are Airflow's, not ours.
     lines = [line for line in (logs.out + logs.err).splitlines() if "msg=MaskSecret(" not in line]
     assert leaked("\n".join(lines)) == []
-    xcoms = [airflow_dags.xcom_values("hi_stow_test_deid_store", run.run_id, task) for task in ("deidentify", "store")]
+    xcoms = [airflow_dags.xcom_values(PIPELINE, run.run_id, task) for task in ("deidentify", "validate", "store")]
     assert leaked(json.dumps(xcoms)) == []
 
 

@@ -12,10 +12,9 @@ from typing import Any
 
 import pytest
 
-from airflow_hi_stow.sources.resolve import FileList, resolve_sources, write_file_list
+from airflow_hi_stow.sources.resolve import FileList, refuse_overlap, resolve_sources, write_file_list
 from airflow_hi_stow.storage.locations import LocalLocation, open_location
 from airflow_hi_stow.validate import remove_input, validate_files
-from airflow_hi_stow.validate.inputs import refuse_overlap
 from airflow_hi_stow.validate.quarantine import REASON_SUFFIX, quarantine_name
 from tests.support.s3 import MotoS3
 from tests.validate.dicom_files import ct, p10_bytes, write
