@@ -12,6 +12,7 @@ from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException
 
+from airflow_hi_stow.core import redaction
 from airflow_hi_stow.deid import BurnedInPolicy, InvalidKeyError, ProfileOptions, SafePrivate
 from airflow_hi_stow.engine.deidentify import deidentify_source, quarantine_limit, quarantine_violation
 from airflow_hi_stow.hooks.deidentification import DeidentificationKeyHook
@@ -163,4 +164,5 @@ class DeidentifyDicomOperator(AwsBaseOperator[S3Hook]):
         return summary
 
     def _s3_client(self) -> Any:
+        redaction.install()  # botocore's DEBUG lines would show request signatures
         return self.hook.conn

@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import os
+import re
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,6 +24,7 @@ from typing import Any
 import pytest
 from pydicom import dcmread
 
+from airflow_hi_stow.core import redaction
 from airflow_hi_stow.deid import deidentify_local
 from airflow_hi_stow.hooks.deidentification import DeidentificationKeyHook
 from airflow_hi_stow.operators.deidentify import DeidentifyDicomOperator
@@ -29,7 +33,7 @@ from airflow_hi_stow.testing import RunningEmulator
 from tests.deid import synthetic
 from tests.deid.conftest import pydicom_file
 from tests.support import airflow_dags
-from tests.support.s3 import MotoS3
+from tests.support.s3 import SECRET_KEY, MotoS3
 
 pytestmark = pytest.mark.airflow
 KEY = "a de-identification key for tests, 48 bytes long"
@@ -214,6 +218,27 @@ def test_the_key_hook_registers_the_key_with_the_secrets_masker(monkeypatch: pyt
     assert secret not in repr(key)
 
 
+@pytest.fixture
+def debug_log() -> Iterator[io.StringIO]:
+    """Everything logged at DEBUG or above while the test runs, as Airflow's ``logging_level = DEBUG`` would show."""
+    for name in list(logging.Logger.manager.loggerDict):  # as in a fresh worker: no earlier task installed it
+        logger = logging.getLogger(name)
+        for found in [f for f in logger.filters if isinstance(f, redaction.RedactingFilter)]:
+            logger.removeFilter(found)
+    captured = io.StringIO()
+    handler = logging.StreamHandler(captured)
+    root = logging.getLogger()
+    loggers = [root, *(logging.getLogger(name) for name in ("botocore", "boto3", "urllib3", "s3transfer"))]
+    levels = [logger.level for logger in loggers]
+    root.addHandler(handler)
+    for logger in loggers:
+        logger.setLevel(logging.DEBUG)
+    yield captured
+    root.removeHandler(handler)
+    for logger, level in zip(loggers, levels, strict=True):
+        logger.setLevel(level)
+
+
 def s3_tree(s3: MotoS3, prefix: str) -> dict[str, bytes]:
     client = s3.client()
     listed = client.list_objects_v2(Bucket=s3.bucket, Prefix=prefix).get("Contents", [])
@@ -225,9 +250,16 @@ def s3_tree(s3: MotoS3, prefix: str) -> dict[str, bytes]:
 
 @pytest.mark.compat
 def test_an_s3_prefix_is_deidentified_to_s3_then_stored(
-    emulator: RunningEmulator, incoming: Incoming, monkeypatch: pytest.MonkeyPatch, moto_s3: MotoS3
+    emulator: RunningEmulator,
+    incoming: Incoming,
+    monkeypatch: pytest.MonkeyPatch,
+    moto_s3: MotoS3,
+    debug_log: io.StringIO,
 ) -> None:
+    """With botocore at DEBUG, as Airflow's ``logging_level = DEBUG`` sets it: no signature or secret in the log."""
     moto_s3.upload_tree(incoming.root, "incoming")
+    debug_log.seek(0)
+    debug_log.truncate()  # the set-up's own requests are not the task's
     monkeypatch.setenv("AIRFLOW_CONN_MOTO_S3", moto_s3.connection_json())
     bucket = f"s3://{moto_s3.bucket}"
     deid_args(
@@ -272,6 +304,11 @@ def test_an_s3_prefix_is_deidentified_to_s3_then_stored(
     stored = airflow_dags.xcom_values("hi_stow_test_deid_store", run.run_id, "store")[-1]
     assert stored["counts"]["stored"] == FILES
     assert sorted(stored_objects(emulator)) == sorted(outputs.values())
+
+    text = debug_log.getvalue()
+    assert "'Authorization': [redacted]" in text  # botocore's DEBUG lines of the task's requests, redacted
+    assert re.findall(r"Signature=[0-9a-f]{16,}", text) == []
+    assert SECRET_KEY not in text
 
 
 def test_a_retry_rewrites_identical_outputs_and_quarantines_nothing_twice(
