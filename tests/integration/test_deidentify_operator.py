@@ -1,6 +1,6 @@
-"""DeidentifyDicomOperator in real DAG runs (``dag.test()`` on SQLite): de-identify -> StoreDicomOperator into the
-HealthImaging emulator from a local folder and from S3 (moto), a retry of the same run, mapped instances over one
-study, the quarantine limit, and a missing or short key.
+"""DeidentifyDicomOperator in real DAG runs (``dag.test()`` on SQLite): de-identify -> validate -> store into the
+HealthImaging emulator from a local folder, de-identify -> store from S3 to S3 (moto) with botocore at DEBUG, a retry
+of the same run, mapped instances over one study, the quarantine limit, a missing or short key, the key's masking.
 
 The input is the synthetic study of tests/deid (patient data planted at the top level, three sequence levels deep
 and in a private block; file names holding the MRN) plus bad inputs: a text file, a file without P10 meta, an
