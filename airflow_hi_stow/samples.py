@@ -4,13 +4,20 @@ Every patient gets studies of 2-3 series (CT or MR), each series a stack of inst
 positions and numbers. The names and identifiers are invented ("DEMO^PATIENT01"), never real patient data.
 Optionally one study is written a second time, as a PACS would re-deliver it after a correction, with another
 Patient ID: HealthImaging puts those instances into a non-primary image set.
+
+    python -m airflow_hi_stow.samples DIRECTORY [--patients 6] [--seed 0] [--no-redelivery]
+
+writes the set into DIRECTORY (which must be absent or empty) and the re-delivery beside it, ``DIRECTORY-redelivered``.
 """
 
 from __future__ import annotations
 
+import argparse
 import copy
 import random
 import struct
+import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
@@ -188,3 +195,31 @@ def large_instance(path: str | Path, pixel_bytes: int) -> SampleInstance:
         str(dataset.SOPInstanceUID),
         path.stat().st_size,
     )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Write a sample set where the command line says (the compose stack's init job does, at bring-up)."""
+    parser = argparse.ArgumentParser(prog="python -m airflow_hi_stow.samples", description=__doc__.splitlines()[0])
+    parser.add_argument("directory", type=Path, help="where the set goes (absent or empty)")
+    parser.add_argument("--patients", type=int, default=6, help="number of patients (default: 6)")
+    parser.add_argument("--seed", type=int, default=0, help="the same seed writes the same set (default: 0)")
+    parser.add_argument(
+        "--no-redelivery", action="store_true", help="leave out the re-delivered study with another Patient ID"
+    )
+    args = parser.parse_args(argv)
+    if args.directory.exists() and any(args.directory.iterdir()):
+        parser.error(f"{args.directory} is not empty")
+    sample = generate_dataset(
+        args.directory, patients=args.patients, redeliver_one_study=not args.no_redelivery, seed=args.seed
+    )
+    print(
+        f"{len(sample.instances)} instances in {len(sample.study_uids)} studies ({sample.total_bytes / 1e6:.1f} MB) "
+        f"under {sample.root}"
+    )
+    if sample.redelivered:
+        print(f"{len(sample.redelivered)} re-delivered with another Patient ID under {sample.redelivered_root}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
