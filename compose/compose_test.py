@@ -426,6 +426,7 @@ def compose_test(keep: bool) -> int:
     shutil.rmtree(OUTPUT, ignore_errors=True)
     OUTPUT.mkdir()
     log = OUTPUT / "commands.log"
+    say(f"log of every command: {log}")
     with timer.phase("tools"):
         podman_compose = install_tools(log)
         env = configure_podman()
@@ -447,7 +448,6 @@ def compose_test(keep: bool) -> int:
     stack = Stack(podman_compose, env, log, services)
     first, jobs, rest = bring_up_steps(services)
     workers = worker_hostnames(services)
-    say(f"log of every command: {log}")
     try:
         stack.compose("down", "--volumes")  # what an interrupted run left, if anything
         with timer.phase("base images"):
@@ -522,6 +522,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         OUTPUT.mkdir(exist_ok=True)
         log = OUTPUT / "commands.log"
         tear_down(Stack(install_tools(log), configure_podman(), log, {}))
+        say(f"stopped and removed the {PROJECT} stack and its volumes")
         return 0
     return compose_test(args.keep)
 
