@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 OLDEST_AIRFLOW := 3.0.6
 OLDEST_VENV ?= .venv-airflow-$(OLDEST_AIRFLOW)
 
-.PHONY: venv lint test test-oldest-airflow demo bench compose-test clean
+.PHONY: venv lint test test-oldest-airflow demo bench scale-test airflow compose-test clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "airflow-hi-stow needs Python >= 3.11")'
@@ -43,6 +43,10 @@ test-oldest-airflow: $(OLDEST_VENV)/.installed
 demo: venv
 	$(BIN)/python -m airflow_hi_stow.demo --output demo-output --dags-folder dags
 
+# The Airflow UI with the sample DAGs: airflow standalone, the emulator, the connections and the sample data in place.
+airflow: venv
+	$(BIN)/python -m airflow_hi_stow.local_airflow --output airflow-local --dags-folder dags
+
 bench: venv
 	$(BIN)/python bench/memory.py
 	$(BIN)/python bench/emulator_ingest.py
@@ -56,4 +60,16 @@ compose-test: venv
 	$(BIN)/python compose/compose_test.py
 
 clean:
-	rm -rf $(VENV) $(OLDEST_VENV) compose-test-output .mypy_cache .ruff_cache .pytest_cache build *.egg-info
+	rm -rf $(VENV) $(OLDEST_VENV) $(CELERY_VENV) compose-test-output .mypy_cache .ruff_cache .pytest_cache build *.egg-info
+
+# Scale-out: the S3 pipeline on CeleryExecutor (PostgreSQL, Redis, two workers) against moto's S3 and the emulator.
+CELERY_VENV ?= .venv-celery
+
+$(CELERY_VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(CELERY_VENV)
+	$(CELERY_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(CELERY_VENV)/bin/python -m pip install --quiet -e '.[test]' 'apache-airflow[celery,postgres]' 'celery[redis]>=5.5,<5.7'
+	@touch $@
+
+scale-test: $(CELERY_VENV)/.installed
+	$(CELERY_VENV)/bin/python -m tests.stack.celery_scale $(SCALE_ARGS)

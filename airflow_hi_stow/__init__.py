@@ -29,6 +29,11 @@ def get_provider_info() -> dict[str, Any]:
                 "external-doc-url": "https://dicom.nema.org/medical/dicom/current/output/chtml/part18/sect_10.5.html",
                 "tags": ["protocol"],
             },
+            {
+                "integration-name": "DICOM validation",
+                "external-doc-url": "https://dicom.nema.org/medical/dicom/current/output/chtml/part10/chapter_7.html",
+                "tags": ["software"],
+            },
         ],
         "hooks": [
             {
@@ -41,7 +46,8 @@ def get_provider_info() -> dict[str, Any]:
             {
                 "integration-name": "AWS HealthImaging",
                 "python-modules": ["airflow_hi_stow.operators.store", "airflow_hi_stow.operators.partition"],
-            }
+            },
+            {"integration-name": "DICOM validation", "python-modules": ["airflow_hi_stow.operators.validate"]},
         ],
         "extra-links": ["airflow_hi_stow.links.healthimaging.HealthImagingDatastoreLink"],
         "config": {

@@ -22,11 +22,23 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from airflow_hi_stow.core.report import format_import_report
-from airflow_hi_stow.samples import generate_dataset
+from airflow_hi_stow.samples import SampleSet, generate_dataset, write_bad_files
 from airflow_hi_stow.testing import RunningEmulator, start_emulator
 
 DAG_ID = "hi_stow_import_only"
 CONN_ID = "aws_healthimaging"
+
+
+SAMPLE_NOTE = "patients and studies with planted PHI, a misfiled series, a text file, an empty and a truncated file"
+
+
+def write_demo_set(root: Path, patients: int = 6) -> SampleSet:
+    """The demo's source under ``root / "dicom"``: studies with identifying values planted at the top level, in
+    nested sequences and in a private block, one study with a misfiled series (another Patient ID), and three bad
+    files; a later re-delivery of one study with another Patient ID under ``root / "dicom-redelivered"``."""
+    sample = generate_dataset(root / "dicom", patients=patients, plant_phi=True, conflicting_series=True)
+    write_bad_files(root / "dicom", sample.instances[0].path)
+    return sample
 
 
 def say(message: str) -> None:

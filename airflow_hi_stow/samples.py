@@ -3,9 +3,13 @@
 Every patient gets studies of 2-3 series (CT or MR), each series a stack of instances with their own UIDs,
 positions and numbers. The names and identifiers are invented ("DEMO^PATIENT01"), never real patient data.
 Optionally one study is written a second time, as a PACS would re-deliver it after a correction, with another
-Patient ID: HealthImaging puts those instances into a non-primary image set.
+Patient ID: HealthImaging puts those instances into a non-primary image set. For the de-identification pipeline,
+identifying values can be planted where real files hide them (:data:`PLANTED`: top level, three sequence levels deep,
+a vendor's private block), one series of a study can carry another Patient ID, and :func:`write_bad_files` adds what
+real exports contain besides DICOM.
 
     python -m airflow_hi_stow.samples DIRECTORY [--patients 6] [--seed 0] [--no-redelivery]
+                                      [--plant-phi] [--conflicting-series] [--bad-files]
 
 writes the set into DIRECTORY (which must be absent or empty) and the re-delivery beside it, ``DIRECTORY-redelivered``.
 """
@@ -17,13 +21,13 @@ import copy
 import random
 import struct
 import sys
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
 
 from pydicom import Dataset, dcmread
 from pydicom.data import get_testdata_file
+from pydicom.sequence import Sequence
 from pydicom.uid import UID, generate_uid
 
 TEMPLATES = {"CT": "CT_small.dcm", "MR": "MR_small.dcm"}
@@ -64,6 +68,66 @@ class SampleSet:
         return sum(instance.size for instance in self.instances)
 
 
+PLANTED = {
+    "OperatorsName": "DEMO^OPERATOR^KELLY",
+    "PerformingPhysicianName": "DEMO^PERFORMER^LEE",
+    "InstitutionAddress": "12 Demo Street, Demotown",
+    "StationName": "DEMO-CT-STN-7",
+    "DeviceSerialNumber": "SN-DEMO-904711",
+    "PatientAddress": "34 Sample Road, Demoville",
+    "AdditionalPatientHistory": "Seen by Dr Demohouse after a fall",
+}
+"""Identifying values planted at the top level (and, below, in sequences and a private block) by ``plant_phi``."""
+PLANTED_NESTED = "DEMO-FACILITY-MRN-ISSUER"
+"""Planted three levels deep: Other Patient IDs > Issuer Qualifiers > Assigning Facility > Local Namespace."""
+PLANTED_PRIVATE = "DEMO^PRIVATE^TECHNOLOGIST"
+"""Planted in a private block, as vendors keep an operator's name."""
+CONFLICTING_PATIENT_ID = "DEMO-0001-MISFILED"
+
+
+def _plant(dataset: Dataset, patient_id: str) -> None:
+    for keyword, value in PLANTED.items():
+        setattr(dataset, keyword, value)
+    facility = Dataset()
+    facility.LocalNamespaceEntityID = PLANTED_NESTED
+    qualifiers = Dataset()
+    qualifiers.AssigningFacilitySequence = Sequence([facility])
+    other = Dataset()
+    other.PatientID = f"MRN-{patient_id}"
+    other.TypeOfPatientID = "TEXT"
+    other.IssuerOfPatientIDQualifiersSequence = Sequence([qualifiers])
+    dataset.OtherPatientIDsSequence = Sequence([other])
+    block = dataset.private_block(0x0011, "DEMO VENDOR PRIVATE", create=True)
+    block.add_new(0x10, "PN", PLANTED_PRIVATE)
+    block.add_new(0x11, "DA", "20240102")
+
+
+def planted_values(sample: SampleSet) -> set[str]:
+    """Every identifying value a set carries that must never survive de-identification: the planted ones and the
+    patients' names, IDs, birth dates and accession numbers."""
+    values = {*PLANTED.values(), PLANTED_NESTED, PLANTED_PRIVATE}
+    for instance in sample.instances:
+        dataset = dcmread(instance.path, stop_before_pixels=True)
+        for keyword in ("PatientName", "PatientID", "PatientBirthDate", "AccessionNumber"):
+            if value := dataset.get(keyword):
+                values.add(str(value))
+    return values
+
+
+def write_bad_files(root: str | Path, good: Path) -> dict[str, Path]:
+    """What real exports hold besides DICOM: a text file, an empty file and a truncated copy of ``good``."""
+    root = Path(root)
+    bad = {
+        "text": root / "EXPORT-NOTES.txt",
+        "empty": root / "empty.dcm",
+        "truncated": root / "truncated.dcm",
+    }
+    bad["text"].write_text("Exported from the demo PACS; not a DICOM file.\n")
+    bad["empty"].write_bytes(b"")
+    bad["truncated"].write_bytes(good.read_bytes()[:600])
+    return bad
+
+
 def _uid(rng: random.Random) -> str:
     return str(generate_uid(entropy_srcs=[str(rng.random())]))
 
@@ -84,11 +148,16 @@ def generate_dataset(
     instances_per_series: tuple[int, int] = (10, 30),
     redeliver_one_study: bool = True,
     seed: int = 0,
+    plant_phi: bool = False,
+    conflicting_series: bool = False,
 ) -> SampleSet:
     """Write ``root/<patient>/<study>/<series>/<n>.dcm`` (sizes are inclusive ranges, drawn with ``seed``).
 
     With ``redeliver_one_study``, the first patient's first study is written again under
-    ``root.parent / (root.name + "-redelivered")`` with the same UIDs but another Patient ID.
+    ``root.parent / (root.name + "-redelivered")`` with the same UIDs but another Patient ID. With ``plant_phi``,
+    every instance carries identifying values in the places de-identifiers miss (see :data:`PLANTED`). With
+    ``conflicting_series``, the last series of the first patient's first study carries another Patient ID
+    (:data:`CONFLICTING_PATIENT_ID`), as a misfiled series does.
     """
     rng = random.Random(seed)
     root = Path(root)
@@ -113,7 +182,8 @@ def generate_dataset(
                 "AccessionNumber": f"ACC{rng.randrange(10**6):06d}",
                 "StudyDescription": "DEMO STUDY",
             }
-            for series_number in range(1, rng.randint(*series_per_study) + 1):
+            series_count = rng.randint(*series_per_study)
+            for series_number in range(1, series_count + 1):
                 modality = rng.choice(sorted(TEMPLATES))
                 series_uid = _uid(rng)
                 series = {
@@ -124,10 +194,16 @@ def generate_dataset(
                 }
                 folder = root / patient["PatientID"] / study_uid / series_uid
                 folder.mkdir(parents=True, exist_ok=True)
+                misfiled = conflicting_series and patient_number == 1 and study_number == 1 and series_number > 1
+                misfiled = misfiled and series_number == series_count
                 for number in range(1, rng.randint(*instances_per_series) + 1):
                     dataset = copy.deepcopy(templates[modality])  # Dataset.copy() shares the elements
                     for keyword, value in {**patient, **study, **series}.items():
                         setattr(dataset, keyword, value)
+                    if misfiled:
+                        dataset.PatientID = CONFLICTING_PATIENT_ID
+                    if plant_phi:
+                        _plant(dataset, str(dataset.PatientID))
                     sop_uid = _uid(rng)
                     dataset.SOPInstanceUID = dataset.file_meta.MediaStorageSOPInstanceUID = UID(sop_uid)
                     dataset.InstanceNumber = number
@@ -140,7 +216,7 @@ def generate_dataset(
                     result.instances.append(
                         SampleInstance(
                             path,
-                            patient["PatientID"],
+                            str(dataset.PatientID),
                             study_uid,
                             series_uid,
                             sop_uid,
@@ -197,7 +273,7 @@ def large_instance(path: str | Path, pixel_bytes: int) -> SampleInstance:
     )
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     """Write a sample set where the command line says (the compose stack's init job does, at bring-up)."""
     parser = argparse.ArgumentParser(prog="python -m airflow_hi_stow.samples", description=__doc__.splitlines()[0])
     parser.add_argument("directory", type=Path, help="where the set goes (absent or empty)")
@@ -206,11 +282,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--no-redelivery", action="store_true", help="leave out the re-delivered study with another Patient ID"
     )
+    parser.add_argument(
+        "--plant-phi", action="store_true", help="plant identifying values where de-identifiers miss them"
+    )
+    parser.add_argument(
+        "--conflicting-series", action="store_true", help="one series misfiled under another Patient ID"
+    )
+    parser.add_argument("--bad-files", action="store_true", help="add a text file, an empty file and a truncated one")
     args = parser.parse_args(argv)
     if args.directory.exists() and any(args.directory.iterdir()):
         parser.error(f"{args.directory} is not empty")
     sample = generate_dataset(
-        args.directory, patients=args.patients, redeliver_one_study=not args.no_redelivery, seed=args.seed
+        args.directory,
+        patients=args.patients,
+        redeliver_one_study=not args.no_redelivery,
+        seed=args.seed,
+        plant_phi=args.plant_phi,
+        conflicting_series=args.conflicting_series,
     )
     print(
         f"{len(sample.instances)} instances in {len(sample.study_uids)} studies ({sample.total_bytes / 1e6:.1f} MB) "
@@ -218,6 +306,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if sample.redelivered:
         print(f"{len(sample.redelivered)} re-delivered with another Patient ID under {sample.redelivered_root}")
+    if args.bad_files:
+        bad = write_bad_files(args.directory, sample.instances[0].path)
+        print(f"{len(bad)} files that are not valid DICOM: {', '.join(sorted(path.name for path in bad.values()))}")
     return 0
 
 

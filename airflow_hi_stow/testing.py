@@ -150,10 +150,19 @@ class RunningEmulator:
         """What the emulator wrote to stdout and stderr."""
         return self.log_path.read_text("utf-8", "replace") if self.log_path.exists() else ""
 
-    def aws_connection_json(self, **extra: Any) -> str:
+    def aws_connection_json(self, *, s3_endpoint_url: str | None = None, **extra: Any) -> str:
         """The JSON of an Airflow AWS connection to the emulator (for ``AIRFLOW_CONN_<ID>``); ``extra`` adds
-        connection extras such as ``payload_signing``. Over TLS, ``verify`` is the emulator's CA bundle."""
-        extras: dict[str, Any] = {"region_name": self.region, "endpoint_url": self.url}
+        connection extras such as ``payload_signing``. Over TLS, ``verify`` is the emulator's CA bundle. With
+        ``s3_endpoint_url`` (moto, LocalStack...), each service gets its own endpoint (``service_config``), so one
+        connection serves both the HealthImaging and the S3 side of a DAG."""
+        extras: dict[str, Any] = {"region_name": self.region}
+        if s3_endpoint_url:
+            extras["service_config"] = {
+                "medical-imaging": {"endpoint_url": self.url},
+                "s3": {"endpoint_url": s3_endpoint_url},
+            }
+        else:
+            extras["endpoint_url"] = self.url
         if self.tls:
             extras["verify"] = self.ca_bundle
         extras.update(extra)

@@ -25,7 +25,9 @@ from pydicom.data import get_testdata_file
 from pydicom.uid import UID
 
 from airflow_hi_stow import __version__
-from airflow_hi_stow.validate import LocalFolder, ValidationSettings, local_inputs, validate_files
+from airflow_hi_stow.sources.resolve import resolve_sources
+from airflow_hi_stow.storage.locations import LocalLocation
+from airflow_hi_stow.validate import ValidationSettings, validate_files
 from airflow_hi_stow.validate.runner import PARALLEL_FROM_FILES
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -79,9 +81,9 @@ def measure(root: Path, work: Path, workers: int | None, repeat: int, limit: int
         out = work / f"run-{attempt}"
         started, cpu_started = time.perf_counter(), time.process_time()
         run = validate_files(
-            local_inputs([root])[:limit],
-            quarantine=LocalFolder(out / "quarantine"),
-            output=LocalFolder(out / "reports"),
+            list(resolve_sources([root]))[:limit],
+            quarantine=LocalLocation(out / "quarantine"),
+            output=LocalLocation(out / "reports"),
             settings=ValidationSettings.of(),
             workers=workers,
         )

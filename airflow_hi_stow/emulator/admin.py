@@ -3,6 +3,7 @@ health, fault settings, counters, and the image sets of a data store with what m
 
 from __future__ import annotations
 
+import html
 import json
 from typing import Any
 
@@ -30,6 +31,7 @@ class Admin:
             Route("/_emulator/stats", self.get_stats, methods=["GET"]),
             Route("/_emulator/stats", self.reset_stats, methods=["DELETE"]),
             Route("/_emulator/datastores/{datastore_id}/image-sets", self.image_sets, methods=["GET"]),
+            Route("/_emulator/datastores/{datastore_id}", self.datastore_page, methods=["GET"]),
         ]
 
     async def health(self, request: Request) -> Response:
@@ -68,8 +70,42 @@ class Admin:
         return aws_json({})
 
     async def image_sets(self, request: Request) -> Response:
-        image_sets = await run_in_threadpool(self.context.storage.image_sets, request.path_params["datastore_id"])
-        document: list[dict[str, Any]] = [
+        return aws_json(await self._image_set_documents(request.path_params["datastore_id"]))
+
+    async def datastore_page(self, request: Request) -> Response:
+        """The data store as a page (what the task's console link opens against the emulator): its image sets,
+        primary or not, and the grouping elements that made a set non-primary. UIDs only, no patient data."""
+        datastore_id = request.path_params["datastore_id"]
+        documents = await self._image_set_documents(datastore_id)
+        rows = "".join(
+            "<tr>"
+            + "".join(
+                f"<td>{html.escape(str(value))}</td>"
+                for value in (
+                    item["imageSetId"],
+                    item["studyInstanceUID"],
+                    item["seriesInstanceUID"],
+                    "primary" if item["isPrimary"] else "non-primary",
+                    ", ".join(item["conflicts"]),
+                )
+            )
+            + "</tr>"
+            for item in documents
+        )
+        primary = sum(item["isPrimary"] for item in documents)
+        body = (
+            f"<!doctype html><html><head><meta charset='utf-8'><title>Data store {html.escape(datastore_id)}</title>"
+            "</head><body><h1>HealthImaging emulator</h1>"
+            f"<p>Data store <code id='datastore'>{html.escape(datastore_id)}</code>: <span id='counts'>"
+            f"{len(documents)} image set(s), {primary} primary, {len(documents) - primary} non-primary</span></p>"
+            "<table border='1'><tr><th>Image set</th><th>Study</th><th>Series</th><th>Kind</th><th>Conflicts</th></tr>"
+            f"{rows}</table></body></html>"
+        )
+        return Response(body, media_type="text/html; charset=utf-8")
+
+    async def _image_set_documents(self, datastore_id: str) -> list[dict[str, Any]]:
+        image_sets = await run_in_threadpool(self.context.storage.image_sets, datastore_id)
+        return [
             {
                 "imageSetId": item.id,
                 "isPrimary": item.is_primary,
@@ -80,4 +116,3 @@ class Admin:
             }
             for item in image_sets
         ]
-        return aws_json(document)

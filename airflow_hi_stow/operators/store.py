@@ -123,7 +123,9 @@ class StoreDicomOperator(AwsBaseOperator[HealthImagingStowHook]):
         datastore_id = self.hook.datastore_id
         if not datastore_id:
             raise ValueError("no data store: pass datastore_id, or set the AWS connection's datastore_id extra")
-        HealthImagingDatastoreLink.persist_for(context, self, self.hook.region_name, datastore_id)
+        HealthImagingDatastoreLink.persist_for(
+            context, self, self.hook.region_name, datastore_id, self.hook.dicomweb_endpoint_url
+        )
         s3_client = self._s3_client()
         location = open_location(
             self.manifest_location or default_manifest_location(), task_instance_parts(context), s3_client

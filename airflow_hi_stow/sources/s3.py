@@ -114,6 +114,14 @@ def read_s3_object(client: S3Client, bucket: str, key: str) -> bytes:
         raise _os_error(exc) from None
 
 
+def delete_s3_object(client: S3Client, bucket: str, key: str) -> None:
+    """Delete one object (nothing happens when there is none); raises OSError."""
+    try:
+        client.delete_object(Bucket=bucket, Key=key)
+    except (ClientError, BotoCoreError) as exc:
+        raise _os_error(exc) from None
+
+
 def list_s3(client: S3Client, uri: str) -> Iterator[S3Object]:
     """The objects a URI names: one object (an exact key), every object under a prefix (``s3://b/dir`` or
     ``s3://b/dir/``), or the keys matching a glob (``s3://b/dir/*.dcm``; ``*`` also crosses ``/``). Keys ending in

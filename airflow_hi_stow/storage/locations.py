@@ -1,11 +1,13 @@
-"""Durable places for an import's manifest and resume ledger: a local directory or an S3 prefix.
+"""Durable places for the records of a task (an import's manifest and resume ledger, a validation run's good list
+and report) and for a quarantine: a local directory or an S3 prefix.
 
 S3 objects cannot be appended to, so appended lines become one object per call (a segment) and reading gathers
-every segment; locally they are appended to one file and flushed to disk.
+every segment; locally they are appended to one file and flushed to disk. Files are put whole or not at all.
 """
 
 from __future__ import annotations
 
+import errno
 import itertools
 import os
 import shutil
@@ -35,7 +37,19 @@ class Location(Protocol):
         ...
 
     def put_file(self, name: str, stream: BinaryIO) -> str:
-        """Store the rest of ``stream`` as ``name``; returns its URI."""
+        """Store the rest of ``stream`` as ``name``, replacing it whole (never half-written); returns its URI."""
+        ...
+
+    def get_bytes(self, name: str) -> bytes | None:
+        """The content of the file ``name`` (a small one), or None when there is none."""
+        ...
+
+    def names(self, suffix: str = "") -> Iterator[str]:
+        """The names of the files directly in this location that end with ``suffix``, sorted."""
+        ...
+
+    def delete(self, name: str) -> None:
+        """Remove the file ``name``; nothing happens when there is none."""
         ...
 
 
@@ -65,13 +79,33 @@ class LocalLocation:
                     yield line.rstrip("\n")
 
     def put_file(self, name: str, stream: BinaryIO) -> str:
-        self.root.mkdir(parents=True, exist_ok=True)
         target = self.root / name
-        partial = target.with_name(f".{name}.partial")
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+        except FileExistsError:  # a file where the folder should be
+            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(target.parent)) from None
+        partial = target.with_name(f".{target.name}.partial")
         with partial.open("wb") as out:
             shutil.copyfileobj(stream, out)
+            out.flush()
+            os.fsync(out.fileno())  # on disk before it replaces anything (a move deletes the source next)
         os.replace(partial, target)
         return str(target)
+
+    def get_bytes(self, name: str) -> bytes | None:
+        try:
+            return (self.root / name).read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def names(self, suffix: str = "") -> Iterator[str]:
+        if not self.root.is_dir():
+            return
+        found = (entry.name for entry in os.scandir(self.root) if entry.name.endswith(suffix) and entry.is_file())
+        yield from sorted(found)
+
+    def delete(self, name: str) -> None:
+        (self.root / name).unlink(missing_ok=True)
 
 
 class S3Location:
@@ -115,6 +149,39 @@ class S3Location:
         except (ClientError, BotoCoreError) as exc:
             raise OSError(f"cannot write s3://{self.bucket}/{key} ({_describe(exc)})") from None
         return f"s3://{self.bucket}/{key}"
+
+    def get_bytes(self, name: str) -> bytes | None:
+        key = self._key(name)
+        try:
+            body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"]
+            with body:
+                return bytes(body.read())
+        except ClientError as exc:
+            if _describe(exc) in ("NoSuchKey", "404"):
+                return None
+            raise OSError(f"cannot read s3://{self.bucket}/{key} ({_describe(exc)})") from None
+        except BotoCoreError as exc:
+            raise OSError(f"cannot read s3://{self.bucket}/{key} ({_describe(exc)})") from None
+
+    def names(self, suffix: str = "") -> Iterator[str]:
+        prefix = self._key("")
+        found: list[str] = []
+        try:
+            pages = self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=prefix, Delimiter="/"
+            )
+            for page in pages:
+                found.extend(item["Key"][len(prefix) :] for item in page.get("Contents", []))
+        except (ClientError, BotoCoreError) as exc:
+            raise OSError(f"cannot list s3://{self.bucket}/{prefix} ({_describe(exc)})") from None
+        yield from sorted(name for name in found if name and name.endswith(suffix))
+
+    def delete(self, name: str) -> None:
+        key = self._key(name)
+        try:
+            self.client.delete_object(Bucket=self.bucket, Key=key)
+        except (ClientError, BotoCoreError) as exc:
+            raise OSError(f"cannot delete s3://{self.bucket}/{key} ({_describe(exc)})") from None
 
 
 def _describe(exc: Exception) -> str:

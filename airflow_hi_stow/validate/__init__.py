@@ -1,13 +1,17 @@
 """Pre-import validation: catch what HealthImaging would reject or mis-file before sending, without Airflow.
 
-The whole run::
+The whole run, over any source ``StoreDicomOperator`` takes (paths, globs, ``s3://`` prefixes, file lists)::
 
-    from airflow_hi_stow.validate import LocalFolder, ValidationSettings, local_inputs, validate_files
+    from pathlib import Path
+
+    from airflow_hi_stow.sources.resolve import resolve_sources
+    from airflow_hi_stow.storage.locations import LocalLocation
+    from airflow_hi_stow.validate import ValidationSettings, validate_files
 
     run = validate_files(
-        local_inputs(["/data/incoming"]),
-        quarantine=LocalFolder("/data/quarantine/run-1"),
-        output=LocalFolder("/data/validation/run-1"),
+        resolve_sources(["/data/incoming"]),
+        quarantine=LocalLocation(Path("/data/quarantine/run-1")),
+        output=LocalLocation(Path("/data/validation/run-1")),
         settings=ValidationSettings.of({"deid": "error"}),
         max_failures=0.05,
     )
@@ -20,6 +24,7 @@ severities and the HealthImaging facts they use are listed in docs/validation.md
 from airflow_hi_stow.validate.check import Check, Scope
 from airflow_hi_stow.validate.engine import FileVerdict, check_instance, inspect_file
 from airflow_hi_stow.validate.findings import Finding, Problem, Severity
+from airflow_hi_stow.validate.inputs import remove_input
 from airflow_hi_stow.validate.reading import ReadInstance, read_instance
 from airflow_hi_stow.validate.registry import CHECKS, check_named
 from airflow_hi_stow.validate.runner import (
@@ -30,14 +35,6 @@ from airflow_hi_stow.validate.runner import (
     validate_files,
 )
 from airflow_hi_stow.validate.settings import PrivateAttribute, ValidationSettings
-from airflow_hi_stow.validate.storage import (
-    Folder,
-    InputFile,
-    LocalFolder,
-    LocalInput,
-    local_inputs,
-    remove_local_input,
-)
 
 __all__ = [
     "CHECKS",
@@ -45,10 +42,6 @@ __all__ = [
     "FileOutcome",
     "FileVerdict",
     "Finding",
-    "Folder",
-    "InputFile",
-    "LocalFolder",
-    "LocalInput",
     "PrivateAttribute",
     "Problem",
     "QuarantineFailed",
@@ -61,8 +54,7 @@ __all__ = [
     "check_instance",
     "check_named",
     "inspect_file",
-    "local_inputs",
     "read_instance",
-    "remove_local_input",
+    "remove_input",
     "validate_files",
 ]

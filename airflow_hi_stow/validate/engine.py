@@ -13,15 +13,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from airflow_hi_stow.sources.instances import InstanceFile
 from airflow_hi_stow.validate import dciodvfy
 from airflow_hi_stow.validate.checks.container import READABLE
 from airflow_hi_stow.validate.checks.deid import private_attributes
 from airflow_hi_stow.validate.crossfile import Identity, identity_of
 from airflow_hi_stow.validate.findings import Finding, Problem, Severity
+from airflow_hi_stow.validate.inputs import open_seekable
 from airflow_hi_stow.validate.reading import ReadInstance, pydicom_silenced, read_instance
 from airflow_hi_stow.validate.registry import FILE_CHECKS
 from airflow_hi_stow.validate.settings import ValidationSettings
-from airflow_hi_stow.validate.storage import InputFile
 
 log = logging.getLogger(__name__)
 
@@ -69,11 +70,11 @@ def _capped(check: str, severity: Severity, problems: list[Problem]) -> Iterator
         yield Finding(check, severity, f"and {len(problems) - MAX_FINDINGS_PER_CHECK} more of the same check")
 
 
-def inspect_file(file: InputFile, settings: ValidationSettings, key: bytes) -> FileVerdict:
+def inspect_file(file: InstanceFile, settings: ValidationSettings, key: bytes) -> FileVerdict:
     """Every enabled check of one file; ``key`` keys the digests of the values compared across files."""
     try:
         size = file.size
-        with file.open() as stream:
+        with open_seekable(file) as stream:
             if size <= settings.max_in_memory_bytes:
                 data = stream.read(settings.max_in_memory_bytes + 1)
                 if len(data) <= settings.max_in_memory_bytes:
@@ -91,7 +92,7 @@ def inspect_file(file: InputFile, settings: ValidationSettings, key: bytes) -> F
         return FileVerdict(file.name, 0, (Finding(READABLE.name, Severity.ERROR, reason),))
 
 
-def _inspect(file: InputFile, stream: BinaryIO, size: int, settings: ValidationSettings, key: bytes) -> FileVerdict:
+def _inspect(file: InstanceFile, stream: BinaryIO, size: int, settings: ValidationSettings, key: bytes) -> FileVerdict:
     read = read_instance(stream, size, private=settings.enabled(private_attributes.name))
     findings = check_instance(read, settings)
     identity = None
@@ -108,7 +109,7 @@ def _inspect(file: InputFile, stream: BinaryIO, size: int, settings: ValidationS
 
 
 @contextmanager
-def _local_copy(file: InputFile, stream: BinaryIO) -> Iterator[Path]:
+def _local_copy(file: InstanceFile, stream: BinaryIO) -> Iterator[Path]:
     """The file's own path when it is a local file, else a temporary copy of the stream."""
     path = getattr(file, "path", None)
     if isinstance(path, Path):

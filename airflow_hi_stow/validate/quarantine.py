@@ -1,6 +1,8 @@
 """The quarantine: each failing file copied under a name derived from its source name, with a JSON reason file
 beside it (the findings, the source's size and SHA-256; never a value from the file). Putting a file that is already
-there, with the same content and reason, writes nothing: a retried run does not quarantine anything twice."""
+there, with the same content and reason, writes nothing: a retried run does not quarantine anything twice. A file an
+earlier try quarantined that passes now is taken out again (its source is there), so the quarantine holds what the
+last try quarantined."""
 
 from __future__ import annotations
 
@@ -13,8 +15,9 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any, BinaryIO, cast
 
+from airflow_hi_stow.sources.instances import InstanceFile
+from airflow_hi_stow.storage.locations import Location
 from airflow_hi_stow.validate.findings import Finding
-from airflow_hi_stow.validate.storage import Folder, InputFile
 
 REASON_SUFFIX = ".reason.json"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -57,7 +60,7 @@ class _Hashing:
 
 
 @contextmanager
-def _opened(file: InputFile) -> Iterator[_Hashing]:
+def _opened(file: InstanceFile) -> Iterator[_Hashing]:
     try:
         stream = file.open()
     except Exception as exc:
@@ -70,19 +73,28 @@ def _opened(file: InputFile) -> Iterator[_Hashing]:
 
 
 class Quarantine:
-    def __init__(self, folder: Folder) -> None:
-        self.folder = folder
+    """The quarantine of one run, in a location of its own. What it held when the run began (its file names and
+    reason files) is read once, here: a first run costs one listing."""
+
+    def __init__(self, location: Location) -> None:
+        self.location = location
+        self._names = set(location.names())
+        self._reasons = {
+            name: data
+            for name in sorted(self._names)
+            if name.endswith(REASON_SUFFIX) and (data := location.get_bytes(name)) is not None
+        }
 
     @property
     def uri(self) -> str:
-        return self.folder.uri
+        return self.location.uri
 
-    def put(self, file: InputFile, findings: Sequence[Finding]) -> Quarantined:
+    def put(self, file: InstanceFile, findings: Sequence[Finding]) -> Quarantined:
         """Copy ``file`` and write its reason file, unless an earlier try did. A source that cannot be read gets
         its reason file alone; raises OSError when the quarantine cannot be written."""
         name = quarantine_name(file.name)
         reason_name = name + REASON_SUFFIX
-        earlier_bytes = self.folder.get_bytes(reason_name)
+        earlier_bytes = self._reasons.get(reason_name)
         earlier = _parse(earlier_bytes)
         record: dict[str, Any] = {"source": file.name, "size": file.size, "findings": [f.to_dict() for f in findings]}
         try:
@@ -91,21 +103,38 @@ class Quarantine:
                 record.update(sha256=digest, quarantined_as=earlier["quarantined_as"])
             else:
                 with _opened(file) as source:
-                    copy = self.folder.put_file(name, cast(BinaryIO, source))
+                    copy = self.location.put_file(name, cast(BinaryIO, source))
                 record.update(sha256=source.sha256.hexdigest(), quarantined_as=copy)
         except SourceReadError as exc:
             record.update(sha256=None, quarantined_as=None, copy_error=f"cannot read the source ({_describe(exc)})")
         record_bytes = json.dumps(record, indent=2, sort_keys=True).encode() + b"\n"
         if record_bytes == earlier_bytes:  # an earlier try put the same file with the same reason
-            return Quarantined(record["quarantined_as"], _uri(self.folder, reason_name))
-        return Quarantined(record["quarantined_as"], self.folder.put_file(reason_name, io.BytesIO(record_bytes)))
+            return Quarantined(record["quarantined_as"], _uri(self.location, reason_name))
+        return Quarantined(record["quarantined_as"], self.location.put_file(reason_name, io.BytesIO(record_bytes)))
+
+    def earlier(self, source: str) -> dict[str, Any] | None:
+        """The record an earlier try wrote for ``source``, if any."""
+        name = quarantine_name(source) + REASON_SUFFIX
+        record = _parse(self._reasons.get(name))
+        return {**record, "reason_file": _uri(self.location, name)} if record.get("source") == source else None
 
     def records(self) -> Iterator[dict[str, Any]]:
-        """Every reason file in the quarantine."""
-        for name in self.folder.names(REASON_SUFFIX):
-            record = _parse(self.folder.get_bytes(name))
+        """Every record the quarantine held when the run began."""
+        for name, data in self._reasons.items():
+            record = _parse(data)
             if record.get("source"):
-                yield {**record, "reason_file": _uri(self.folder, name)}
+                yield {**record, "reason_file": _uri(self.location, name)}
+
+    def take_out(self, source: str) -> bool:
+        """Remove what an earlier try quarantined for ``source`` (the reason file first, so that no reason is ever
+        left without its copy); whether there was anything. Raises OSError."""
+        name = quarantine_name(source)
+        held = [n for n in (name + REASON_SUFFIX, name) if n in self._names]
+        for held_name in held:
+            self.location.delete(held_name)
+            self._names.discard(held_name)
+            self._reasons.pop(held_name, None)
+        return bool(held)
 
 
 def _source_error(exc: Exception) -> SourceReadError:
@@ -114,7 +143,7 @@ def _source_error(exc: Exception) -> SourceReadError:
     return SourceReadError(None, type(exc).__name__)
 
 
-def file_sha256(file: InputFile) -> str:
+def file_sha256(file: InstanceFile) -> str:
     with _opened(file) as source:
         while source.read(_CHUNK):
             pass
@@ -131,8 +160,8 @@ def _parse(data: bytes | None) -> dict[str, Any]:
     return parsed if isinstance(parsed, dict) else {}
 
 
-def _uri(folder: Folder, name: str) -> str:
-    return f"{folder.uri.rstrip('/')}/{name}"
+def _uri(location: Location, name: str) -> str:
+    return f"{location.uri.rstrip('/')}/{name}"
 
 
 def _describe(exc: OSError) -> str:

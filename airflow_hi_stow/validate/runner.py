@@ -5,39 +5,46 @@ quarantines nothing twice."""
 
 from __future__ import annotations
 
+import fnmatch
 import io
 import json
 import logging
 import os
-import pickle
 import secrets
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import partial
 from multiprocessing import get_context
 from typing import Any
 
+from airflow_hi_stow.core.results import InstanceResult
 from airflow_hi_stow.core.summary import FailurePolicy
+from airflow_hi_stow.sources.instances import InstanceFile
+from airflow_hi_stow.sources.resolve import FileList
+from airflow_hi_stow.storage.locations import Location
 from airflow_hi_stow.validate import crossfile
+from airflow_hi_stow.validate.checks.container import READABLE
 from airflow_hi_stow.validate.engine import FileVerdict, inspect_file
 from airflow_hi_stow.validate.findings import Finding, Problem, Severity
+from airflow_hi_stow.validate.inputs import Unlisted, as_inputs, fetched_ahead, portable
 from airflow_hi_stow.validate.quarantine import Quarantine, file_sha256
 from airflow_hi_stow.validate.report import run_report
 from airflow_hi_stow.validate.settings import ValidationSettings
-from airflow_hi_stow.validate.storage import Folder, InputFile
 
 log = logging.getLogger(__name__)
 
 REPORT = "report.json"
 GOOD_MANIFEST = "good.jsonl"
-DEFAULT_MAX_SOURCE_LIST = 1000
 PARALLEL_FROM_FILES = 3000
 """Fewer files are checked in this process: spawning worker processes (half a second to a second on a 2-core
 machine) costs more than it saves (see docs/benchmarks.md)."""
 PROGRESS_SECONDS = 30.0
+CHUNK_BYTES = 64 * 1024**2
+"""Bytes of files in one chunk sent to a worker process, at most (fetched files travel with their bytes)."""
 
 
 class TooManyFailures(RuntimeError):
@@ -67,9 +74,12 @@ class FileOutcome:
     quarantined_as: str | None = None
     reason_file: str | None = None
     earlier: bool = False
-    """Quarantined (and moved away) by an earlier try of the run."""
+    """Quarantined by an earlier try of the run (and moved away, or unreadable now)."""
     problem: str | None = None
-    """The quarantine could not take it, or the moved source could not be removed."""
+    """The quarantine could not take it, the moved source could not be removed, or a good file's earlier
+    quarantine copy could not be removed."""
+    taken_out: bool = False
+    """Good now, and taken out of the quarantine, where an earlier try had put it."""
 
     def to_dict(self) -> dict[str, Any]:
         found: dict[str, Any] = {"source": self.source, "size": self.size}
@@ -78,6 +88,8 @@ class FileOutcome:
                 found[key] = getattr(self, key)
         if self.earlier:
             found["earlier_try"] = True
+        if self.taken_out:
+            found["taken_out_of_quarantine"] = True
         found["findings"] = [finding.to_dict() for finding in self.findings]
         return found
 
@@ -89,8 +101,8 @@ class ValidationRun:
     conflicts: list[dict[str, Any]]
     manifest: str
     report: str = ""
-    store_source: list[str] | str = field(default_factory=list)
-    """The good files as ``StoreDicomOperator`` takes its ``source``: their names, or the manifest's URI."""
+    store_source: dict[str, Any] = field(default_factory=dict)
+    """The good files as ``StoreDicomOperator`` takes its ``source``: a file list naming ``good.jsonl``."""
     duration_seconds: float = 0.0
     dciodvfy: str = "off"
     failure: str | None = None
@@ -111,6 +123,7 @@ class ValidationRun:
             "good": len(self.good),
             "quarantined": len(self.quarantined),
             "quarantined_earlier": sum(outcome.earlier for outcome in self.outcomes),
+            "taken_out_of_quarantine": sum(outcome.taken_out for outcome in self.outcomes),
             "with_warnings": sum(
                 outcome.good and any(f.severity == Severity.WARNING for f in outcome.findings)
                 for outcome in self.outcomes
@@ -124,46 +137,51 @@ class ValidationRun:
 
 
 def validate_files(
-    inputs: Iterable[InputFile],
+    inputs: Iterable[InstanceFile | InstanceResult],
     *,
-    quarantine: Folder,
-    output: Folder,
+    quarantine: Location,
+    output: Location,
     settings: ValidationSettings | None = None,
-    remove_source: Callable[[InputFile], None] | None = None,
+    remove_source: Callable[[InstanceFile], None] | None = None,
     max_failures: int | float | None = None,
     workers: int | None = None,
-    max_source_list: int = DEFAULT_MAX_SOURCE_LIST,
 ) -> ValidationRun:
     """Validate every input, quarantine the failing ones, and write ``report.json`` and ``good.jsonl`` to ``output``.
 
-    :param inputs: the files; the same name twice counts once. Checked and reported in the order of their names.
+    :param inputs: the files, as :func:`~airflow_hi_stow.sources.resolve.resolve_sources` yields them: an entry
+        that names nothing (a REJECTED result) is quarantined with its reason (a reason file alone). The same name
+        twice counts once. Checked and reported in the order of their names.
     :param quarantine: where failing files and their reason files go. It belongs to this run (like a manifest
-        location): in move mode, the reason files it holds for sources no longer listed count as this run's.
-    :param remove_source: quarantine by moving: called on each input once it is safely in the quarantine (e.g.
-        :func:`~airflow_hi_stow.validate.storage.remove_local_input`); None copies.
+        location): the reason files it holds for sources no longer listed (moved away by an earlier try) count as
+        this run's, and what it holds for files that pass now is taken out.
+    :param remove_source: quarantine by moving: called on each input once it is safely in the quarantine
+        (:func:`~airflow_hi_stow.validate.inputs.remove_input` deletes a local file or an S3 object); None copies.
     :param max_failures: at most this many quarantined files (an int), or this share of the inputs (a float from
         0 to 1); beyond, :class:`TooManyFailures` is raised once everything was checked and written. None: no limit.
     :param workers: processes checking files (None: this process alone below 3000 files, else one per available
-        core). With more than one, inputs must pickle.
-    :param max_source_list: ``store_source`` is the list of good names up to this many, else the manifest's URI.
+        core). Files that do not pickle (S3 objects) are read here and their bytes checked there.
     """
     started = time.monotonic()
     settings = settings or ValidationSettings.of()
     policy = FailurePolicy.of(max_failures, ()) if max_failures is not None else None
-    files = _unique_sorted(inputs)
+    files = _unique_sorted(as_inputs(inputs))
+    store = Quarantine(quarantine)
+    listed = {file.name for file in files}
+    moved_away = [record for record in store.records() if record["source"] not in listed]
+    files = [file for file in files if not _superseded(file, moved_away)]
     log.info("validating %d file(s); quarantine %s", len(files), quarantine.uri)
     dciodvfy = _dciodvfy_state(settings)
     verdicts = list(_progress(_inspect_all(files, settings, _workers(workers, len(files))), len(files)))
     verdicts, conflicts = _run_checks(files, verdicts, settings)
-    store = Quarantine(quarantine)
     outcomes = [_settle(store, file, verdict, remove_source) for file, verdict in zip(files, verdicts, strict=True)]
-    if remove_source is not None:
-        outcomes.extend(_earlier(store, {file.name for file in files}))
-        outcomes.sort(key=lambda outcome: outcome.source)
+    outcomes.extend(_outcome_of_record(record) for record in moved_away)
+    outcomes.sort(key=lambda outcome: outcome.source)
+    taken_out = sum(outcome.taken_out for outcome in outcomes)
+    if taken_out:
+        log.info("took %d file(s) that pass now out of the quarantine (an earlier try had put them there)", taken_out)
     run = ValidationRun(outcomes, settings, [c.to_dict([f.name for f in files]) for c in conflicts], "")
     run.manifest = output.put_file(GOOD_MANIFEST, io.BytesIO(_manifest(run.good)))
-    good_names = [outcome.source for outcome in run.good]
-    run.store_source = good_names if len(good_names) <= max_source_list else run.manifest
+    run.store_source = FileList(run.manifest).to_source(files=len(run.good))
     run.dciodvfy = dciodvfy
     if policy is not None:
         run.failure = _violation(policy, run)
@@ -196,8 +214,8 @@ def validate_files(
     return run
 
 
-def _unique_sorted(inputs: Iterable[InputFile]) -> list[InputFile]:
-    by_name: dict[str, InputFile] = {}
+def _unique_sorted(inputs: Iterable[InstanceFile]) -> list[InstanceFile]:
+    by_name: dict[str, InstanceFile] = {}
     for file in inputs:
         by_name.setdefault(file.name, file)
     return [by_name[name] for name in sorted(by_name)]
@@ -211,26 +229,73 @@ def _workers(requested: int | None, files: int) -> int:
     return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
 
 
-def _inspect_all(files: Sequence[InputFile], settings: ValidationSettings, workers: int) -> Iterator[FileVerdict]:
+def _superseded(file: InstanceFile, moved_away: Sequence[dict[str, Any]]) -> bool:
+    """An entry that names nothing now because an earlier try moved what it named into the quarantine (a directory
+    or prefix, a glob): the reason files of those files count for it."""
+    if not isinstance(file, Unlisted):
+        return False
+    entry = file.name.rstrip("/")
+    return any(
+        source == entry or source.startswith(entry + "/") or fnmatch.fnmatchcase(source, file.name)
+        for source in (str(record["source"]) for record in moved_away)
+    )
+
+
+def _inspect_all(files: Sequence[InstanceFile], settings: ValidationSettings, workers: int) -> Iterator[FileVerdict]:
+    """The verdict of each file, in order: in this process, or in ``workers`` processes (files that do not pickle
+    are fetched here first; those too large to fetch are checked here)."""
     key = secrets.token_bytes(32)  # digests of grouping values compare within this run only
     check = partial(inspect_file, settings=settings, key=key)
-    if workers > 1 and files and not _pickles(files[0]):
-        log.info("the inputs cannot be sent to worker processes (they do not pickle): checking them here")
-        workers = 1
+    readable = fetched_ahead(files, settings.max_in_memory_bytes)
     if workers == 1 or len(files) < 2:
-        yield from map(check, files)
+        yield from map(check, readable)
         return
     chunk = max(1, min(64, len(files) // (workers * 8)))
     with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-        yield from pool.map(check, files, chunksize=chunk)
+        yield from _in_workers(pool, check, readable, chunk, 4 * workers)
 
 
-def _pickles(file: InputFile) -> bool:
-    try:
-        pickle.dumps(file)
-    except Exception:  # pickling fails with many kinds (TypeError, PicklingError, AttributeError)
-        return False
-    return True
+def _in_workers(
+    pool: ProcessPoolExecutor,
+    check: Callable[[InstanceFile], FileVerdict],
+    files: Iterator[InstanceFile],
+    chunk: int,
+    in_flight: int,
+) -> Iterator[FileVerdict]:
+    """Chunks of files checked in the pool (at most ``in_flight`` chunks at a time), the files that cannot be sent
+    there checked here; the verdicts in the order of the files."""
+    pending: deque[Future[list[FileVerdict]] | list[FileVerdict]] = deque()
+    batch: list[InstanceFile] = []
+    batch_bytes = 0
+
+    def send() -> None:
+        nonlocal batch, batch_bytes
+        if batch:
+            pending.append(pool.submit(_check_all, check, batch))
+            batch, batch_bytes = [], 0
+
+    for file in files:
+        if portable(file):
+            batch.append(file)
+            batch_bytes += file.size
+            if len(batch) >= chunk or batch_bytes >= CHUNK_BYTES:
+                send()
+        else:
+            send()
+            pending.append([check(file)])
+        while len(pending) > in_flight:
+            yield from _done(pending.popleft())
+    send()
+    while pending:
+        yield from _done(pending.popleft())
+
+
+def _check_all(check: Callable[[InstanceFile], FileVerdict], files: list[InstanceFile]) -> list[FileVerdict]:
+    return [check(file) for file in files]
+
+
+def _done(item: Future[list[FileVerdict]] | list[FileVerdict]) -> list[FileVerdict]:
+    return item.result() if isinstance(item, Future) else item
 
 
 def _progress(verdicts: Iterator[FileVerdict], total: int) -> Iterator[FileVerdict]:
@@ -243,7 +308,7 @@ def _progress(verdicts: Iterator[FileVerdict], total: int) -> Iterator[FileVerdi
 
 
 def _run_checks(
-    files: Sequence[InputFile], verdicts: list[FileVerdict], settings: ValidationSettings
+    files: Sequence[InstanceFile], verdicts: list[FileVerdict], settings: ValidationSettings
 ) -> tuple[list[FileVerdict], list[crossfile.Conflict]]:
     """Add the findings of the run checks: duplicates among the files that passed so far, then consistency among
     those still passing."""
@@ -279,7 +344,7 @@ def _run_checks(
     return merged, conflicts
 
 
-def _same_content(one: InputFile, other: InputFile) -> bool | None:
+def _same_content(one: InstanceFile, other: InstanceFile) -> bool | None:
     if one.size != other.size:
         return False
     try:
@@ -289,10 +354,18 @@ def _same_content(one: InputFile, other: InputFile) -> bool | None:
 
 
 def _settle(
-    store: Quarantine, file: InputFile, verdict: FileVerdict, remove_source: Callable[[InputFile], None] | None
+    store: Quarantine,
+    file: InstanceFile,
+    verdict: FileVerdict,
+    remove_source: Callable[[InstanceFile], None] | None,
 ) -> FileOutcome:
     if not verdict.failed:
-        return FileOutcome(file.name, verdict.size, True, verdict.findings)
+        return _passed(store, file, verdict)
+    earlier = store.earlier(file.name)
+    if earlier and earlier.get("quarantined_as") and any(f.check == READABLE.name for f in verdict.findings):
+        return _outcome_of_record(
+            earlier
+        )  # it is gone (moved by an earlier try) or unreadable: that try's copy holds it
     errors = [finding for finding in verdict.findings if finding.severity == Severity.ERROR]
     first = errors[0]
     where = f" ({first.attribute})" if first.attribute else ""
@@ -313,23 +386,31 @@ def _settle(
     return outcome
 
 
-def _earlier(store: Quarantine, listed: set[str]) -> Iterator[FileOutcome]:
-    """The files an earlier try moved into the quarantine (their sources are gone)."""
-    for record in store.records():
-        if record["source"] not in listed:
-            findings = tuple(
-                Finding(f["check"], Severity(f["severity"]), f["message"], f.get("attribute"))
-                for f in record.get("findings", [])
-            )
-            yield FileOutcome(
-                record["source"],
-                int(record.get("size") or 0),
-                False,
-                findings,
-                record.get("quarantined_as"),
-                record["reason_file"],
-                earlier=True,
-            )
+def _passed(store: Quarantine, file: InstanceFile, verdict: FileVerdict) -> FileOutcome:
+    """A good file; what an earlier try quarantined for it is taken out (its source is here)."""
+    try:
+        taken_out = store.take_out(file.name)
+    except OSError as exc:
+        log.warning("%s passes, but an earlier try's quarantine copy cannot be removed (%s)", file.name, exc)
+        return FileOutcome(file.name, verdict.size, True, verdict.findings, problem="still in the quarantine")
+    return FileOutcome(file.name, verdict.size, True, verdict.findings, taken_out=taken_out)
+
+
+def _outcome_of_record(record: dict[str, Any]) -> FileOutcome:
+    """A file an earlier try quarantined, as its reason file tells."""
+    findings = tuple(
+        Finding(f["check"], Severity(f["severity"]), f["message"], f.get("attribute"))
+        for f in record.get("findings", [])
+    )
+    return FileOutcome(
+        record["source"],
+        int(record.get("size") or 0),
+        False,
+        findings,
+        record.get("quarantined_as"),
+        record["reason_file"],
+        earlier=True,
+    )
 
 
 def _manifest(good: Sequence[FileOutcome]) -> bytes:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 
 from airflow_hi_stow.core.results import InstanceResult, Outcome
 from airflow_hi_stow.engine.ledger import read_manifest
@@ -115,10 +116,11 @@ def test_a_directory_of_studies_is_stored(
     for study, ids in summary["image_sets"].items():
         assert {study_of[image_set_id] for image_set_id in ids} == {study}
     link = airflow_dags.xcom_values("hi_stow_test_store", run.run_id, "store", "_link_HealthImagingDatastoreLink")
-    assert link[-1] == (
-        f"https://console.aws.amazon.com/medical-imaging/home?region={emulator.region}"
-        f"#/data-stores/{emulator.datastore_id}"
-    )
+    # against the emulator, the link opens the emulator's page of the data store (its image sets)
+    assert link[-1] == f"{emulator.url}/_emulator/datastores/{emulator.datastore_id}"
+    page = requests.get(link[-1], timeout=30).text
+    assert emulator.datastore_id in page
+    assert f"{len(image_sets)} image set(s), {len(image_sets)} primary" in page
 
 
 def test_a_throttled_service_gets_every_instance_once(

@@ -251,6 +251,40 @@ def test_parallel_appenders_of_one_s3_location_never_overwrite_a_segment(moto_s3
     assert sorted(location.read_lines("ledger")) == sorted(f"line-{n}" for n in range(40))
 
 
+@pytest.mark.parametrize("kind", ["local", "s3"])
+def test_a_location_puts_reads_lists_and_deletes_files(kind: str, moto_s3: MotoS3, tmp_path: Path) -> None:
+    """What a validation run needs of its quarantine and records: whole files put, read back, listed (only those
+    directly in the location, sorted) and deleted."""
+    base = str(tmp_path / "base") if kind == "local" else f"s3://{moto_s3.bucket}/base"
+    location = open_location(base, ["dag_id=d", "run_id=r"], moto_s3.client)
+    assert list(location.names()) == []
+    assert location.get_bytes("b.reason.json") is None
+    assert location.put_file("b.dcm", io.BytesIO(b"first")) == f"{location.uri}/b.dcm"
+    location.put_file("b.dcm", io.BytesIO(b"second"))  # replaced whole
+    location.put_file("b.reason.json", io.BytesIO(b"{}"))
+    location.put_file("a.reason.json", io.BytesIO(b"{}"))
+    location.append_lines("ledger", ["not a file of this location in S3"])
+    deeper = open_location(base, ["dag_id=d", "run_id=r", "task_id=t"], moto_s3.client)
+    deeper.put_file("c.reason.json", io.BytesIO(b"{}"))  # in a sub-folder: not listed
+    assert location.get_bytes("b.dcm") == b"second"
+    assert list(location.names(".reason.json")) == ["a.reason.json", "b.reason.json"]
+    expected = ["a.reason.json", "b.dcm", "b.reason.json"] + (["ledger.jsonl"] if kind == "local" else [])
+    assert list(location.names()) == expected
+    location.delete("b.dcm")
+    location.delete("b.dcm")  # gone already: nothing happens
+    assert location.get_bytes("b.dcm") is None
+    assert "b.dcm" not in list(location.names())
+    assert deeper.get_bytes("c.reason.json") == b"{}"
+
+
+def test_an_s3_location_that_cannot_be_reached_raises_oserror(moto_s3: MotoS3) -> None:
+    location = open_location(f"s3://no-such-bucket-{moto_s3.bucket}/base", ["run"], moto_s3.client)
+    with pytest.raises(OSError, match=r"cannot list s3://no-such-bucket-.*/base/run/ \(NoSuchBucket\)"):
+        list(location.names())
+    with pytest.raises(OSError, match=r"\(NoSuchBucket\)"):
+        location.get_bytes("a.json")
+
+
 def test_file_lists_name_local_and_s3_entries(moto_s3: MotoS3, sample: SampleSet, tmp_path: Path) -> None:
     uris = moto_s3.upload_tree(sample.root, "listed")
     local = [str(i.path) for i in sample.instances[:2]]

@@ -15,10 +15,10 @@ from pydicom.encaps import encapsulate, encapsulate_extended
 from pydicom.uid import UID
 
 from airflow_hi_stow.samples import large_instance
+from airflow_hi_stow.sources.instances import LocalFile
+from airflow_hi_stow.storage.locations import LocalLocation
 from airflow_hi_stow.validate import (
     CHECKS,
-    LocalFolder,
-    LocalInput,
     PrivateAttribute,
     Severity,
     ValidationSettings,
@@ -282,8 +282,8 @@ def test_files_larger_than_the_memory_limit_are_read_in_place_with_the_same_find
     for name, data in files.items():
         path = tmp_path / name
         path.write_bytes(data)
-        read = inspect_file(LocalInput.at(path), ValidationSettings.of(), KEY)
-        streamed = inspect_file(LocalInput.at(path), in_place, KEY)
+        read = inspect_file(LocalFile.at(path), ValidationSettings.of(), KEY)
+        streamed = inspect_file(LocalFile.at(path), in_place, KEY)
         assert streamed.findings == read.findings, name
         assert (name, bool(read.findings)) == (name, name in ("cut.dcm", "jpeg.dcm"))
 
@@ -306,9 +306,9 @@ def test_a_series_split_over_two_studies_and_a_series_number_that_changes(tmp_pa
         write(ct(study="two", number=3, SeriesInstanceUID=series, SeriesNumber=7), tmp_path / "c.dcm"),
     ]
     run = validate_files(
-        [LocalInput.at(p) for p in files],
-        quarantine=LocalFolder(tmp_path / "q"),
-        output=LocalFolder(tmp_path / "out"),
+        [LocalFile.at(p) for p in files],
+        quarantine=LocalLocation(tmp_path / "q"),
+        output=LocalLocation(tmp_path / "out"),
         settings=ValidationSettings.of({"consistency.series": "error"}),
     )
     assert [Path(o.source).name for o in run.quarantined] == ["c.dcm"]
@@ -328,7 +328,7 @@ def test_a_series_split_over_two_studies_and_a_series_number_that_changes(tmp_pa
 def test_an_instance_over_1_gb_is_refused_without_reading_its_pixels(tmp_path: Path) -> None:
     huge = large_instance(tmp_path / "huge.dcm", 1908 * 512 * 1024)  # sparse: no disk, no memory
     assert huge.size > 10**9
-    verdict = inspect_file(LocalInput.at(huge.path), ValidationSettings.of(), KEY)
+    verdict = inspect_file(LocalFile.at(huge.path), ValidationSettings.of(), KEY)
     assert [(f.check, f.message) for f in verdict.findings] == [
         (
             "healthimaging.instance_size",

@@ -18,15 +18,10 @@ from pydicom import Dataset, dcmread
 from pydicom.encaps import encapsulate
 from pydicom.uid import UID
 
-from airflow_hi_stow.validate import (
-    LocalFolder,
-    LocalInput,
-    Severity,
-    ValidationRun,
-    ValidationSettings,
-    local_inputs,
-    validate_files,
-)
+from airflow_hi_stow.sources.instances import LocalFile
+from airflow_hi_stow.sources.resolve import read_file_list, resolve_sources
+from airflow_hi_stow.storage.locations import LocalLocation
+from airflow_hi_stow.validate import Severity, ValidationRun, ValidationSettings, validate_files
 from airflow_hi_stow.validate.quarantine import REASON_SUFFIX, quarantine_name
 from tests.validate.dicom_files import PATIENT, ct, p10_bytes, patient_values, pydicom_file, uid, write
 
@@ -158,9 +153,9 @@ def _build_corpus(root: Path) -> Corpus:
 
 def run_corpus(corpus: Corpus, out: Path, settings: ValidationSettings | None = None) -> ValidationRun:
     return validate_files(
-        local_inputs([corpus.root]),
-        quarantine=LocalFolder(out / "quarantine"),
-        output=LocalFolder(out / "reports"),
+        resolve_sources([corpus.root]),
+        quarantine=LocalLocation(out / "quarantine"),
+        output=LocalLocation(out / "reports"),
         settings=settings,
     )
 
@@ -184,7 +179,8 @@ def test_each_bad_file_is_caught_by_its_check_and_the_good_files_pass(corpus: Co
     good = {name for name, caught in corpus.errors.items() if not caught}
     assert {Path(outcome.source).name for outcome in run.good} == good
     assert len(run.outcomes) == len(corpus.errors) == len(run.good) + len(run.quarantined)
-    assert run.store_source == [str(corpus.root / name) for name in sorted(good)]
+    manifest = read_file_list(Path(run.store_source["manifest"]).read_bytes())
+    assert manifest == [str(corpus.root / name) for name in sorted(good)]
 
 
 def test_every_quarantined_file_has_its_copy_and_reason_file_beside_it(corpus: Corpus, tmp_path: Path) -> None:
@@ -240,9 +236,9 @@ def test_no_patient_value_reaches_a_report_a_reason_file_a_log_or_a_warning(
 
 
 def test_an_input_that_cannot_be_read_is_quarantined_with_its_reason(tmp_path: Path) -> None:
-    vanished = LocalInput(tmp_path / "gone.dcm", 1234)
+    vanished = LocalFile(tmp_path / "gone.dcm", 1234)
     run = validate_files(
-        [vanished], quarantine=LocalFolder(tmp_path / "q"), output=LocalFolder(tmp_path / "out"), max_failures=1
+        [vanished], quarantine=LocalLocation(tmp_path / "q"), output=LocalLocation(tmp_path / "out"), max_failures=1
     )
     (outcome,) = run.quarantined
     assert [(f.check, f.message) for f in outcome.findings] == [

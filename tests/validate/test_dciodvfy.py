@@ -12,7 +12,9 @@ from typing import BinaryIO
 import pydicom.config
 import pytest
 
-from airflow_hi_stow.validate import LocalFolder, LocalInput, Severity, ValidationSettings, inspect_file, validate_files
+from airflow_hi_stow.sources.instances import LocalFile
+from airflow_hi_stow.storage.locations import LocalLocation
+from airflow_hi_stow.validate import Severity, ValidationSettings, inspect_file, validate_files
 from airflow_hi_stow.validate.dciodvfy import WITHHELD, IodStatus, reduce_message, run_dciodvfy
 from tests.validate.dicom_files import ct, pydicom_file, write
 
@@ -113,9 +115,9 @@ def test_a_crash_or_a_timeout_is_unknown_and_quarantines_at_error(tmp_path: Path
 
     only_iod = ValidationSettings.of({"container": "off", "identity": "off", "iod": "error"})
     run = validate_files(
-        [LocalInput.at(good), LocalInput.at(crashing)],
-        quarantine=LocalFolder(tmp_path / "q"),
-        output=LocalFolder(tmp_path / "out"),
+        [LocalFile.at(good), LocalFile.at(crashing)],
+        quarantine=LocalLocation(tmp_path / "q"),
+        output=LocalLocation(tmp_path / "out"),
         settings=only_iod,
     )
     assert [outcome.source for outcome in run.good] == [str(good)]
@@ -138,6 +140,9 @@ def test_a_file_that_is_not_local_is_checked_through_a_temporary_copy(tmp_path: 
         def open(self) -> BinaryIO:
             return path.open("rb")
 
+        def read_range(self, start: int, end: int) -> bytes:
+            return path.read_bytes()[start:end]
+
     remote = NotLocal("s3://bucket/good.dcm", path.stat().st_size)
     verdict = inspect_file(remote, ValidationSettings.of({"iod": "error"}), KEY)
     assert verdict.iod is not None
@@ -147,9 +152,9 @@ def test_a_file_that_is_not_local_is_checked_through_a_temporary_copy(tmp_path: 
 def test_without_dciodvfy_the_check_is_reported_as_not_run(tmp_path: Path) -> None:
     path = write(ct(number=1), tmp_path / "good.dcm")
     run = validate_files(
-        [LocalInput.at(path)],
-        quarantine=LocalFolder(tmp_path / "q"),
-        output=LocalFolder(tmp_path / "out"),
+        [LocalFile.at(path)],
+        quarantine=LocalLocation(tmp_path / "q"),
+        output=LocalLocation(tmp_path / "out"),
         settings=ValidationSettings.of({"iod": "error"}, dciodvfy=None),
     )
     assert (run.dciodvfy, len(run.good)) == ("not installed", 1)

@@ -14,15 +14,10 @@ from typing import BinaryIO
 
 import pytest
 
-from airflow_hi_stow.validate import (
-    InputFile,
-    LocalFolder,
-    TooManyFailures,
-    ValidationRun,
-    local_inputs,
-    remove_local_input,
-    validate_files,
-)
+from airflow_hi_stow.sources.instances import InstanceFile
+from airflow_hi_stow.sources.resolve import resolve_sources
+from airflow_hi_stow.storage.locations import LocalLocation
+from airflow_hi_stow.validate import TooManyFailures, ValidationRun, ValidationSettings, remove_input, validate_files
 from airflow_hi_stow.validate.quarantine import REASON_SUFFIX
 from airflow_hi_stow.validate.runner import QuarantineFailed
 from tests.validate.dicom_files import ct, p10_bytes, write
@@ -44,9 +39,9 @@ BAD = {"cut.dcm", "readme.dcm", "resent-ok-1.dcm"}
 
 def run(root: Path, out: Path, **options: object) -> ValidationRun:
     return validate_files(
-        local_inputs([root]),
-        quarantine=LocalFolder(out / "quarantine"),
-        output=LocalFolder(out / "reports"),
+        resolve_sources([root]),
+        quarantine=LocalLocation(out / "quarantine"),
+        output=LocalLocation(out / "reports"),
         **options,  # type: ignore[arg-type]
     )
 
@@ -72,10 +67,10 @@ def test_a_rerun_gives_the_same_split_and_writes_nothing_into_the_quarantine_aga
 
 def test_moving_removes_the_sources_and_a_retry_still_accounts_for_them(tmp_path: Path) -> None:
     root = small_set(tmp_path / "in")
-    first = run(root, tmp_path / "out", remove_source=remove_local_input)
+    first = run(root, tmp_path / "out", remove_source=remove_input)
     assert {p.name for p in root.iterdir()} == {"ok-1.dcm", "ok-2.dcm", "ok-3.dcm", "ok-4.dcm"}
     before = quarantine_state(tmp_path / "out")
-    retry = run(root, tmp_path / "out", remove_source=remove_local_input)
+    retry = run(root, tmp_path / "out", remove_source=remove_input)
     assert split(retry) == split(first)
     assert [o.earlier for o in retry.quarantined] == [True] * len(BAD)
     assert retry.summary()["quarantined_earlier"] == len(BAD)
@@ -86,17 +81,17 @@ def test_moving_removes_the_sources_and_a_retry_still_accounts_for_them(tmp_path
 def test_a_move_cut_short_after_the_copy_is_finished_by_the_retry(tmp_path: Path) -> None:
     root = small_set(tmp_path / "in")
 
-    def fails_once(file: InputFile) -> None:
+    def fails_once(file: InstanceFile) -> None:
         if file.name.endswith("cut.dcm"):
             raise PermissionError(13, "Permission denied")
-        remove_local_input(file)
+        remove_input(file)
 
     first = run(root, tmp_path / "out", remove_source=fails_once)
     cut = next(o for o in first.quarantined if o.source.endswith("cut.dcm"))
     assert cut.problem == "copied, not moved: cannot remove the source (PermissionError)"
     assert (root / "cut.dcm").exists()
     before = quarantine_state(tmp_path / "out")
-    retry = run(root, tmp_path / "out", remove_source=remove_local_input)
+    retry = run(root, tmp_path / "out", remove_source=remove_input)
     assert split(retry) == split(first)
     assert not (root / "cut.dcm").exists()
     assert quarantine_state(tmp_path / "out") == before
@@ -118,16 +113,17 @@ def test_max_failures_is_judged_after_everything_was_written(
     assert len(raised.value.run.good) == 4
 
 
-def test_the_good_files_are_a_list_for_a_small_run_and_a_manifest_for_a_large_one(tmp_path: Path) -> None:
+def test_the_good_files_are_a_file_list_the_store_step_takes_as_its_source(tmp_path: Path) -> None:
     root = small_set(tmp_path / "in")
-    listed = run(root, tmp_path / "small")
-    assert listed.store_source == [str(root / f"ok-{n}.dcm") for n in range(1, 5)]
-    manifested = run(root, tmp_path / "large", max_source_list=3)
-    manifest = tmp_path / "large" / "reports" / "good.jsonl"
-    assert manifested.store_source == str(manifest)
+    result = run(root, tmp_path / "out")
+    manifest = tmp_path / "out" / "reports" / "good.jsonl"
+    assert result.store_source == {"manifest": str(manifest), "files": 4}
     lines = [json.loads(line) for line in manifest.read_text().splitlines()]
-    assert [line["source"] for line in lines] == listed.store_source
+    good = [str(root / f"ok-{n}.dcm") for n in range(1, 5)]
+    assert [line["source"] for line in lines] == good
     assert all(line["size"] == Path(line["source"]).stat().st_size for line in lines)
+    resolved = list(resolve_sources(result.store_source))  # exactly what StoreDicomOperator reads
+    assert [getattr(item, "name", None) for item in resolved] == good
 
 
 def test_worker_processes_give_the_same_answer(tmp_path: Path) -> None:
@@ -144,24 +140,29 @@ def test_a_quarantine_that_cannot_be_written_fails_the_run_after_the_report(tmp_
     (tmp_path / "not-a-folder").write_text("a file where the quarantine folder should be")
     with pytest.raises(QuarantineFailed, match=r"^3 failing file\(s\) could not be quarantined") as raised:
         validate_files(
-            local_inputs([root]), quarantine=LocalFolder(tmp_path / "not-a-folder"), output=LocalFolder(tmp_path / "o")
+            resolve_sources([root]),
+            quarantine=LocalLocation(tmp_path / "not-a-folder"),
+            output=LocalLocation(tmp_path / "o"),
         )
     assert {o.problem for o in raised.value.run.quarantined} == {"cannot be quarantined (Not a directory)"}
     assert (tmp_path / "o" / "report.json").exists()
 
 
-def test_inputs_that_do_not_pickle_are_checked_in_this_process(
+def test_inputs_that_do_not_pickle_are_read_here_and_checked_in_the_workers(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """As S3 objects (they hold a client): their bytes go to the worker processes; a file too large to be read
+    into memory is checked in this process."""
     root = small_set(tmp_path / "in")
+    fetched: list[str] = []
 
     @dataclass(frozen=True)
-    class Local:  # defined in a function: it cannot be pickled for a worker process
+    class Remote:  # defined in a function: it cannot be pickled for a worker process
         path: Path
 
         @property
         def name(self) -> str:
-            return str(self.path)
+            return f"remote://{self.path.name}"
 
         @property
         def size(self) -> int:
@@ -170,24 +171,42 @@ def test_inputs_that_do_not_pickle_are_checked_in_this_process(
         def open(self) -> BinaryIO:
             return self.path.open("rb")
 
-    with caplog.at_level(logging.INFO):
-        result = validate_files(
-            [Local(p) for p in sorted(root.iterdir())],
-            quarantine=LocalFolder(tmp_path / "q"),
-            output=LocalFolder(tmp_path / "o"),
-            workers=2,
-        )
-    assert set(split(result)[1]) == BAD
-    assert "they do not pickle" in caplog.text
+        def read_range(self, start: int, end: int) -> bytes:
+            fetched.append(self.name)
+            with self.path.open("rb") as stream:
+                stream.seek(start)
+                return stream.read(end - start)
+
+    expected = run(root, tmp_path / "local", workers=1)
+    remote = [Remote(p) for p in sorted(root.iterdir())]
+    for limit, out in ((64 * 1024**2, "fetched"), (35_000, "mixed"), (0, "here")):
+        del fetched[:]
+        with caplog.at_level(logging.INFO):
+            result = validate_files(
+                remote,
+                quarantine=LocalLocation(tmp_path / out / "q"),
+                output=LocalLocation(tmp_path / out / "o"),
+                settings=ValidationSettings.of(max_in_memory_bytes=limit),
+                workers=2,
+            )
+        assert [(Path(o.source).name, o.good) for o in result.outcomes] == [
+            (Path(o.source).name, o.good) for o in expected.outcomes
+        ]
+        if out == "fetched":  # every file read once, whole, here
+            assert sorted(fetched) == sorted(file.name for file in remote)
+    assert caplog.text.count("Remote inputs cannot be sent to worker processes (they do not pickle)") == 1
 
 
 def test_the_library_runs_without_importing_airflow(tmp_path: Path) -> None:
     root = small_set(tmp_path / "in")
     script = (
         "import sys\n"
-        "from airflow_hi_stow.validate import LocalFolder, local_inputs, validate_files\n"
-        f"run = validate_files(local_inputs([{str(root)!r}]), quarantine=LocalFolder({str(tmp_path / 'q')!r}), "
-        f"output=LocalFolder({str(tmp_path / 'o')!r}))\n"
+        "from pathlib import Path\n"
+        "from airflow_hi_stow.sources.resolve import resolve_sources\n"
+        "from airflow_hi_stow.storage.locations import LocalLocation\n"
+        "from airflow_hi_stow.validate import validate_files\n"
+        f"run = validate_files(resolve_sources([{str(root)!r}]), quarantine=LocalLocation(Path({str(tmp_path / 'q')!r})), "
+        f"output=LocalLocation(Path({str(tmp_path / 'o')!r})))\n"
         "assert len(run.outcomes) == 7, run.summary()\n"
         "print(sorted(name for name in sys.modules if name == 'airflow' or name.startswith('airflow.')))\n"
     )
@@ -210,8 +229,13 @@ def test_an_input_whose_stream_fails_unexpectedly_is_quarantined_and_the_run_goe
             stream.close()  # reading it raises ValueError
             return stream
 
+        def read_range(self, start: int, end: int) -> bytes:
+            return self.open().read(end - start)
+
     result = validate_files(
-        [*local_inputs([root]), Broken()], quarantine=LocalFolder(tmp_path / "q"), output=LocalFolder(tmp_path / "o")
+        [*resolve_sources([root]), Broken()],
+        quarantine=LocalLocation(tmp_path / "q"),
+        output=LocalLocation(tmp_path / "o"),
     )
     broken = next(o for o in result.quarantined if o.source == "s3://bucket/broken.dcm")
     assert [(f.check, f.message) for f in broken.findings] == [
