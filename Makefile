@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 OLDEST_AIRFLOW := 3.0.6
 OLDEST_VENV ?= .venv-airflow-$(OLDEST_AIRFLOW)
 
-.PHONY: venv lint test test-oldest-airflow demo bench scale-test airflow clean
+.PHONY: venv lint test test-oldest-airflow demo bench scale-test airflow compose-test clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "airflow-hi-stow needs Python >= 3.11")'
@@ -54,8 +54,13 @@ bench: venv
 	$(BIN)/python bench/deid.py
 	$(BIN)/python bench/validate.py
 
+# docker-compose.yaml for real under podman (not part of `make test`; needs root; see docs/compose.md): builds local
+# images, brings the stack up, triggers the sample pipeline through the REST API, checks the emulator, tears down.
+compose-test: venv
+	$(BIN)/python compose/compose_test.py
+
 clean:
-	rm -rf $(VENV) $(OLDEST_VENV) $(CELERY_VENV) .mypy_cache .ruff_cache .pytest_cache build *.egg-info
+	rm -rf $(VENV) $(OLDEST_VENV) $(CELERY_VENV) compose-test-output .mypy_cache .ruff_cache .pytest_cache build *.egg-info
 
 # Scale-out: the S3 pipeline on CeleryExecutor (PostgreSQL, Redis, two workers) against moto's S3 and the emulator.
 CELERY_VENV ?= .venv-celery

@@ -7,13 +7,20 @@ Patient ID: HealthImaging puts those instances into a non-primary image set. For
 identifying values can be planted where real files hide them (:data:`PLANTED`: top level, three sequence levels deep,
 a vendor's private block), one series of a study can carry another Patient ID, and :func:`write_bad_files` adds what
 real exports contain besides DICOM.
+
+    python -m airflow_hi_stow.samples DIRECTORY [--patients 6] [--seed 0] [--no-redelivery]
+                                      [--plant-phi] [--conflicting-series] [--bad-files]
+
+writes the set into DIRECTORY (which must be absent or empty) and the re-delivery beside it, ``DIRECTORY-redelivered``.
 """
 
 from __future__ import annotations
 
+import argparse
 import copy
 import random
 import struct
+import sys
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
@@ -264,3 +271,46 @@ def large_instance(path: str | Path, pixel_bytes: int) -> SampleInstance:
         str(dataset.SOPInstanceUID),
         path.stat().st_size,
     )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Write a sample set where the command line says (the compose stack's init job does, at bring-up)."""
+    parser = argparse.ArgumentParser(prog="python -m airflow_hi_stow.samples", description=__doc__.splitlines()[0])
+    parser.add_argument("directory", type=Path, help="where the set goes (absent or empty)")
+    parser.add_argument("--patients", type=int, default=6, help="number of patients (default: 6)")
+    parser.add_argument("--seed", type=int, default=0, help="the same seed writes the same set (default: 0)")
+    parser.add_argument(
+        "--no-redelivery", action="store_true", help="leave out the re-delivered study with another Patient ID"
+    )
+    parser.add_argument(
+        "--plant-phi", action="store_true", help="plant identifying values where de-identifiers miss them"
+    )
+    parser.add_argument(
+        "--conflicting-series", action="store_true", help="one series misfiled under another Patient ID"
+    )
+    parser.add_argument("--bad-files", action="store_true", help="add a text file, an empty file and a truncated one")
+    args = parser.parse_args(argv)
+    if args.directory.exists() and any(args.directory.iterdir()):
+        parser.error(f"{args.directory} is not empty")
+    sample = generate_dataset(
+        args.directory,
+        patients=args.patients,
+        redeliver_one_study=not args.no_redelivery,
+        seed=args.seed,
+        plant_phi=args.plant_phi,
+        conflicting_series=args.conflicting_series,
+    )
+    print(
+        f"{len(sample.instances)} instances in {len(sample.study_uids)} studies ({sample.total_bytes / 1e6:.1f} MB) "
+        f"under {sample.root}"
+    )
+    if sample.redelivered:
+        print(f"{len(sample.redelivered)} re-delivered with another Patient ID under {sample.redelivered_root}")
+    if args.bad_files:
+        bad = write_bad_files(args.directory, sample.instances[0].path)
+        print(f"{len(bad)} files that are not valid DICOM: {', '.join(sorted(path.name for path in bad.values()))}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
