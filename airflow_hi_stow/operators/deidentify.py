@@ -12,15 +12,41 @@ from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException
 
-from airflow_hi_stow.core import redaction
 from airflow_hi_stow.deid import BurnedInPolicy, InvalidKeyError, ProfileOptions, SafePrivate
 from airflow_hi_stow.engine.deidentify import deidentify_source, quarantine_limit, quarantine_violation
 from airflow_hi_stow.hooks.deidentification import DeidentificationKeyHook
-from airflow_hi_stow.operators.records import default_manifest_location, task_instance_parts
+from airflow_hi_stow.operators.records import default_manifest_location, quiet_s3_client, task_instance_parts
 from airflow_hi_stow.storage.locations import open_location
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
+
+
+OPTION_FLAGS = (
+    "retain_longitudinal_full_dates",
+    "retain_longitudinal_modified_dates",
+    "retain_patient_characteristics",
+    "retain_device_identity",
+    "retain_institution_identity",
+    "retain_uids",
+    "retain_safe_private",
+    "clean_descriptors",
+    "clean_structured_content",
+    "clean_graphics",
+)
+"""The ``ProfileOptions`` the operator takes as arguments of the same names (templated, so DAG params can set them)."""
+
+
+def flag(name: str, value: Any) -> bool:
+    """A templated on/off argument: a bool, or the text a template renders one to (``"True"``, ``"false"``...)."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes", "on"):
+        return True
+    if text in ("false", "0", "no", "off", "", "none"):
+        return False
+    raise ValueError(f"{name} must be true or false, not {value!r}")
 
 
 class DeidentifyDicomOperator(AwsBaseOperator[S3Hook]):
@@ -40,7 +66,7 @@ class DeidentifyDicomOperator(AwsBaseOperator[S3Hook]):
     :param quarantine: where quarantined originals go, each with a ``.reason.json`` beside it (default: the
         destination's sibling ``<destination>-quarantine``; never inside the destination; templated).
     :param retain_longitudinal_full_dates: PS3.15 E.3 options, as ``ProfileOptions`` names them (all off: the
-        Basic Profile alone); also ``retain_longitudinal_modified_dates``, ``retain_patient_characteristics``,
+        Basic Profile alone; templated, e.g. ``"{{ params.retain_uids }}"``); also ``retain_longitudinal_modified_dates``, ``retain_patient_characteristics``,
         ``retain_device_identity``, ``retain_institution_identity``, ``retain_uids``, ``retain_safe_private``,
         ``clean_descriptors``, ``clean_structured_content``, ``clean_graphics``.
     :param safe_private_extra: more private attributes kept by ``retain_safe_private``: mappings ``{"creator",
@@ -64,7 +90,15 @@ class DeidentifyDicomOperator(AwsBaseOperator[S3Hook]):
 
     aws_hook_class = S3Hook
     template_fields: Sequence[str] = aws_template_fields(
-        "source", "destination", "quarantine", "key_conn_id", "report_location", "linkage_location"
+        "source",
+        "destination",
+        "quarantine",
+        "key_conn_id",
+        "report_location",
+        "linkage_location",
+        *OPTION_FLAGS,
+        "allow_burned_in",
+        "ocr",
     )
     template_fields_renderers: ClassVar[dict[str, str]] = {"source": "py"}
     ui_color = "#e8f0d5"
@@ -76,19 +110,19 @@ class DeidentifyDicomOperator(AwsBaseOperator[S3Hook]):
         destination: str,
         key_conn_id: str,
         quarantine: str | None = None,
-        retain_longitudinal_full_dates: bool = False,
-        retain_longitudinal_modified_dates: bool = False,
-        retain_patient_characteristics: bool = False,
-        retain_device_identity: bool = False,
-        retain_institution_identity: bool = False,
-        retain_uids: bool = False,
-        retain_safe_private: bool = False,
-        clean_descriptors: bool = False,
-        clean_structured_content: bool = False,
-        clean_graphics: bool = False,
+        retain_longitudinal_full_dates: bool | str = False,
+        retain_longitudinal_modified_dates: bool | str = False,
+        retain_patient_characteristics: bool | str = False,
+        retain_device_identity: bool | str = False,
+        retain_institution_identity: bool | str = False,
+        retain_uids: bool | str = False,
+        retain_safe_private: bool | str = False,
+        clean_descriptors: bool | str = False,
+        clean_structured_content: bool | str = False,
+        clean_graphics: bool | str = False,
         safe_private_extra: Iterable[Any] = (),
-        allow_burned_in: bool = False,
-        ocr: bool = False,
+        allow_burned_in: bool | str = False,
+        ocr: bool | str = False,
         ocr_languages: str = "eng",
         max_quarantined: int | float | None = None,
         report_location: str | None = None,
@@ -128,19 +162,14 @@ class DeidentifyDicomOperator(AwsBaseOperator[S3Hook]):
         except InvalidKeyError as exc:
             raise AirflowFailException(str(exc)) from None  # the same key on a retry: fail now
         options = ProfileOptions(
-            retain_longitudinal_full_dates=self.retain_longitudinal_full_dates,
-            retain_longitudinal_modified_dates=self.retain_longitudinal_modified_dates,
-            retain_patient_characteristics=self.retain_patient_characteristics,
-            retain_device_identity=self.retain_device_identity,
-            retain_institution_identity=self.retain_institution_identity,
-            retain_uids=self.retain_uids,
-            retain_safe_private=self.retain_safe_private,
-            clean_descriptors=self.clean_descriptors,
-            clean_structured_content=self.clean_structured_content,
-            clean_graphics=self.clean_graphics,
+            **{name: flag(name, getattr(self, name)) for name in OPTION_FLAGS},
             safe_private_extra=tuple(SafePrivate.of(entry) for entry in self.safe_private_extra),
         )
-        burned_in = BurnedInPolicy(allow=self.allow_burned_in, ocr=self.ocr, ocr_languages=self.ocr_languages)
+        burned_in = BurnedInPolicy(
+            allow=flag("allow_burned_in", self.allow_burned_in),
+            ocr=flag("ocr", self.ocr),
+            ocr_languages=self.ocr_languages,
+        )
         limit = quarantine_limit(self.max_quarantined)
         parts = task_instance_parts(context)
         s3_client = self._s3_client
@@ -164,5 +193,4 @@ class DeidentifyDicomOperator(AwsBaseOperator[S3Hook]):
         return summary
 
     def _s3_client(self) -> Any:
-        redaction.install()  # botocore's DEBUG lines would show request signatures
-        return self.hook.conn
+        return quiet_s3_client(self.hook)

@@ -9,9 +9,11 @@ from typing import TYPE_CHECKING
 
 from airflow.providers.common.compat.sdk import conf
 
+from airflow_hi_stow.core import redaction
 from airflow_hi_stow.sources.s3 import S3Client
 
 if TYPE_CHECKING:
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
     from airflow.providers.common.compat.sdk import Context
 
 
@@ -36,6 +38,12 @@ def s3_client_factory(aws_conn_id: str | None) -> Callable[[], S3Client]:
     def client() -> S3Client:
         from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
-        return S3Hook(aws_conn_id=aws_conn_id).get_conn()
+        return quiet_s3_client(S3Hook(aws_conn_id=aws_conn_id))
 
     return client
+
+
+def quiet_s3_client(hook: S3Hook) -> S3Client:
+    """The hook's S3 client, with botocore's DEBUG lines cleaned of signatures, tokens and secrets."""
+    redaction.install()
+    return hook.conn

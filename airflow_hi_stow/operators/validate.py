@@ -12,7 +12,7 @@ from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException
 
-from airflow_hi_stow.operators.records import default_manifest_location, task_instance_parts
+from airflow_hi_stow.operators.records import default_manifest_location, quiet_s3_client, task_instance_parts
 from airflow_hi_stow.sources.resolve import FileList, refuse_overlap, resolve_sources
 from airflow_hi_stow.sources.s3 import S3Client
 from airflow_hi_stow.storage.locations import open_location
@@ -168,4 +168,4 @@ class ValidateDicomOperator(AwsBaseOperator[S3Hook]):
         )
 
     def _s3_client(self) -> Callable[[], S3Client]:
-        return lambda: self.hook.conn
+        return lambda: quiet_s3_client(self.hook)

@@ -27,7 +27,7 @@ from pydicom import dcmread
 from airflow_hi_stow.core import redaction
 from airflow_hi_stow.deid import deidentify_local
 from airflow_hi_stow.hooks.deidentification import DeidentificationKeyHook
-from airflow_hi_stow.operators.deidentify import DeidentifyDicomOperator
+from airflow_hi_stow.operators.deidentify import DeidentifyDicomOperator, flag
 from airflow_hi_stow.sources.resolve import read_file_list
 from airflow_hi_stow.testing import RunningEmulator
 from tests.deid import synthetic
@@ -467,3 +467,16 @@ def test_the_operator_is_registered_and_stores_its_arguments() -> None:
         "aws_conn_id",
     }
     assert (operator.max_quarantined, operator.linkage_location, operator.allow_burned_in) == (None, None, False)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"), [(True, True), (False, False), ("True", True), ("false", False), ("", False), ("on", True)]
+)
+def test_templated_profile_options_read_as_booleans(value: object, expected: bool) -> None:
+    """``"{{ params.retain_uids }}"`` renders to the text "False" without native rendering: never taken as on."""
+    assert flag("retain_uids", value) is expected
+
+
+def test_a_profile_option_that_is_neither_on_nor_off_is_refused() -> None:
+    with pytest.raises(ValueError, match="retain_uids must be true or false"):
+        flag("retain_uids", "maybe")
