@@ -37,7 +37,10 @@ from airflow_hi_stow.testing import RunningEmulator, start_emulator
 DAG_ID = "hi_stow_local_pipeline"
 SAMPLE_NOTE = "patients and studies with planted PHI, a misfiled series, a text file, an empty and a truncated file"
 _TASK_LINE = re.compile(r"\[DAG TEST\] (starting|end task) task_id=(\w+)(?: map_index=(-?\d+))?")
-_OPERATOR_LINE = re.compile(r"\] (.*?) \[airflow\.task\.operators\.airflow_hi_stow\.")
+_OPERATOR_LINE = re.compile(
+    r"\] (.*?) \[airflow\.task\.operators\.airflow_hi_stow\."  # Airflow 3.3's task log lines
+    r"|\{(?:deidentify|validate|partition|importer)\.py:\d+\} INFO - (.*)$"  # Airflow 3.0's
+)
 _QUIET = ("AWS Connection", "source:", "sending ", "progress:")
 """Operator lines not shown while the demo runs (they are in the log)."""
 
@@ -59,6 +62,7 @@ def say(message: str) -> None:
 
 def follow(log: IO[str], done: threading.Event) -> None:
     """Print the steps of ``airflow dags test`` as its log grows: tasks starting and ending, and what each did."""
+    shown = ""
     while True:
         line = log.readline()
         if not line:
@@ -69,8 +73,11 @@ def follow(log: IO[str], done: threading.Event) -> None:
         if task := _TASK_LINE.search(line):
             index = f"[{task[3]}]" if task[3] not in (None, "-1") else ""
             say(f"  {task[2]}{index} {'started' if task[1] == 'starting' else 'ended'}")
-        elif (message := _OPERATOR_LINE.search(line)) and not message[1].startswith(_QUIET):
-            say(f"    {message[1]}")
+        elif found := _OPERATOR_LINE.search(line):
+            message = found[1] or found[2]
+            if message != shown and not message.startswith(_QUIET):  # Airflow 3.0 writes each line twice
+                say(f"    {message}")
+            shown = message
 
 
 def run_dag(environment: Mapping[str, str], conf: Mapping[str, Any], log_path: Path) -> int:

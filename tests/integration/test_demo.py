@@ -138,7 +138,8 @@ def test_the_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     out = done.stdout
     assert re.search(r"^hi-stow demo:   deidentify started$", out, re.M)  # progress while it runs
-    assert re.search(r"^hi-stow demo:   store_study\[0\] ended$", out, re.M)
+    assert re.search(r"^hi-stow demo:   store_study\[0\] started$", out, re.M)
+    assert re.search(r"^hi-stow demo:     done: \d+ stored; ", out, re.M)
     assert re.search(r"^  quarantined    3  \(2 x not a DICOM P10 file .*; 1 x no StudyInstanceUID\)$", out, re.M)
     assert re.search(r"^  good           (\d+) of \1  \(warnings: \d+ x consistency.study\)$", out, re.M)
     assert re.search(r"^  failed         0$", out, re.M)
