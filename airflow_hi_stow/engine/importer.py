@@ -24,7 +24,13 @@ from airflow_hi_stow.engine.checks import check_instances
 from airflow_hi_stow.engine.ledger import Ledger, LedgerEntry, ManifestSpool
 from airflow_hi_stow.engine.throttle import AdaptiveGate
 from airflow_hi_stow.sources.fingerprints import current_fingerprint, sent_fingerprint
-from airflow_hi_stow.sources.instances import DicomInstance, InstanceFile, InvalidInstance, read_instance
+from airflow_hi_stow.sources.instances import (
+    DicomInstance,
+    InstanceFile,
+    InvalidInstance,
+    header_workers,
+    read_instance,
+)
 from airflow_hi_stow.sources.resolve import resolve_sources
 from airflow_hi_stow.sources.s3 import S3Client
 from airflow_hi_stow.storage.locations import Location
@@ -272,8 +278,12 @@ def _read_headers(files: Sequence[InstanceFile], threads: int, run: _Run) -> lis
         except InvalidInstance as exc:
             return InstanceResult(exc.source, Outcome.REJECTED, size=file.size, reason=exc.reason)
 
-    with ThreadPoolExecutor(threads, thread_name_prefix="hi-stow-header") as pool:
-        read_all = list(pool.map(read, files))
+    workers = header_workers(files, threads)
+    if workers == 1:
+        read_all = [read(file) for file in files]
+    else:
+        with ThreadPoolExecutor(workers, thread_name_prefix="hi-stow-header") as pool:
+            read_all = list(pool.map(read, files))
     run.settle(item for item in read_all if isinstance(item, InstanceResult))
     return [item for item in read_all if isinstance(item, DicomInstance)]
 
