@@ -28,22 +28,20 @@ from airflow_hi_stow.sources.s3 import S3Client, is_s3_uri, list_s3, read_s3_obj
 _GLOB_CHARACTERS = frozenset("*?[")
 
 
-def expand_local(paths: Iterable[str | os.PathLike[str]]) -> Iterator[str]:
-    """Each file as given, and every regular file under each directory (recursively, in sorted order).
-
-    A path that does not exist is passed through, so that it is reported instead of silently dropped.
-    """
-    for path in paths:
-        root = Path(path)
-        if root.is_dir():
-            for directory, subdirs, files in os.walk(root):
-                subdirs.sort()
-                for name in sorted(files):
-                    candidate = Path(directory, name)
-                    if candidate.is_file():
-                        yield str(candidate)
-        else:
-            yield str(root)
+def _walk(directory: str) -> Iterator[os.DirEntry[str]]:
+    """The regular files under ``directory``, recursively (as ``os.walk``: links to files followed, links to
+    directories not), sorted by name at each level. ``os.scandir`` knows each entry's type without a ``stat``
+    call, and keeps the one ``stat`` made for its size."""
+    with os.scandir(directory) as listing:
+        entries = sorted(listing, key=lambda entry: entry.name)
+    for entry in entries:
+        try:
+            if entry.is_dir(follow_symlinks=False):
+                yield from _walk(entry.path)
+            elif entry.is_file():
+                yield entry
+        except OSError:  # vanished or unreadable since it was listed: leave it to the reader to report
+            continue
 
 
 @dataclass(frozen=True)
@@ -219,18 +217,28 @@ def _local_files(entry: str) -> Iterator[InstanceFile | InstanceResult]:
         matches = sorted(glob.glob(entry, recursive=True))
         if not matches:
             yield _nothing(entry, "no file matches the pattern")
-        for path in expand_local(matches):
-            yield from _local_file(path)
+        for path in matches:
+            yield from _directory_files(path) if os.path.isdir(path) else _local_file(str(Path(path)))
         return
     if os.path.isdir(entry):
         count = 0
-        for path in expand_local([entry]):
+        for item in _directory_files(entry):
             count += 1
-            yield from _local_file(path)
+            yield item
         if not count:
             yield _nothing(entry, "the directory holds no file")
         return
-    yield from _local_file(entry)
+    yield from _local_file(str(Path(entry)))
+
+
+def _directory_files(directory: str) -> Iterator[InstanceFile | InstanceResult]:
+    for entry in _walk(str(Path(directory))):
+        try:
+            yield HashingLocalFile(Path(entry.path), entry.stat().st_size)
+        except FileNotFoundError:
+            yield _nothing(entry.path, "no such file or directory")
+        except OSError as exc:
+            yield _nothing(entry.path, f"cannot read the file ({exc.strerror or type(exc).__name__})")
 
 
 def _local_file(path: str) -> Iterator[InstanceFile | InstanceResult]:
