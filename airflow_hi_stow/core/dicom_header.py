@@ -134,23 +134,26 @@ def _data_set(
 ) -> None:
     end = len(data)
     previous = -1
+    # Locals, not globals, in the loop that runs once per element.
+    explicit_header, implicit_header, length_at = _EXPLICIT.unpack_from, _IMPLICIT.unpack_from, _LENGTH.unpack_from
+    short_vrs, long_vrs = _SHORT_LENGTH_VRS, _LONG_LENGTH_VRS
     while position < end:
         if position + 8 > end:
             raise _Unreadable
         if explicit:
-            group, element, vr, length = _EXPLICIT.unpack_from(data, position)
+            group, element, vr, length = explicit_header(data, position)
         else:
-            group, element, length = _IMPLICIT.unpack_from(data, position)
+            group, element, length = implicit_header(data, position)
         tag = group << 16 | element
         if tag <= previous or group == 0xFFFE:
             raise _Unreadable  # out of order, or an item where an element should be: pydicom says what it is
         if tag > stop:
             return
         previous = tag
-        if not explicit or vr in _SHORT_LENGTH_VRS:
+        if not explicit or vr in short_vrs:
             value_at = position + 8
-        elif vr in _LONG_LENGTH_VRS and position + 12 <= end:
-            length = _LENGTH.unpack_from(data, position + 8)[0]
+        elif vr in long_vrs and position + 12 <= end:
+            length = length_at(data, position + 8)[0]
             value_at = position + 12
         else:
             raise _Unreadable

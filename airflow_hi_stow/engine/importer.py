@@ -114,7 +114,8 @@ class _Run:
         self.ledger = Ledger(location) if location is not None else None
         self.collect = collect
         self.tally = ImportTally()
-        self.spool = ManifestSpool()
+        self.spool = ManifestSpool() if location is not None else None
+        """Without a location nothing is kept, so no manifest is spooled."""
         self.lock = threading.Lock()
         self.progress = Progress(0, 0, time.monotonic())
         self.first_error: StowError | None = None
@@ -128,7 +129,8 @@ class _Run:
 
     def _add(self, result: InstanceResult, extra: dict[str, Any], *, resumed: bool = False) -> None:
         self.tally.add(result, resumed=resumed)
-        self.spool.write(result, **extra)
+        if self.spool is not None:
+            self.spool.write(result, **extra)
         if self.collect is not None:
             self.collect.results.append(result)
 
@@ -230,11 +232,11 @@ def run_import(
             _log_plan(log, run, sender, batches.count, settings)
         extra = image_sets(run.tally.studies) if image_sets is not None and run.tally.studies else {}
     finally:
-        try:
-            if location is not None:
+        if run.spool is not None and location is not None:
+            try:
                 manifest = run.spool.publish(location)
-        finally:
-            run.spool.close()
+            finally:
+                run.spool.close()
     duration = time.monotonic() - started
     summary = run.tally.summary(duration, manifest=manifest, throttle_events=controller.throttle_events, **extra)
     log.info(
