@@ -20,7 +20,7 @@ import shutil
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -388,8 +388,16 @@ class Storage:
 
     # Image sets
 
-    def image_sets(self, datastore_id: str) -> list[ImageSet]:
-        rows = self._query("SELECT * FROM image_sets WHERE datastore_id = ? AND state = 'ACTIVE'", datastore_id)
+    def image_sets(self, datastore_id: str, study_uid: str | None = None) -> list[ImageSet]:
+        """The active image sets of a data store (of one study)."""
+        if study_uid is None:
+            rows = self._query("SELECT * FROM image_sets WHERE datastore_id = ? AND state = 'ACTIVE'", datastore_id)
+        else:
+            rows = self._query(
+                "SELECT * FROM image_sets WHERE datastore_id = ? AND study_uid = ? AND state = 'ACTIVE'",
+                datastore_id,
+                study_uid,
+            )
         return [_image_set(row, self._tags(row)) for row in rows]
 
     def image_set(self, datastore_id: str, image_set_id: str) -> ImageSet:
@@ -438,15 +446,19 @@ class Storage:
         )
         return [ImageSetVersion(row["version"], row["workflow_status"], row["created_at"]) for row in rows]
 
-    def study_counts(self, datastore_id: str) -> dict[str, tuple[int, int]]:
+    def study_counts(self, datastore_id: str, study_uids: Iterable[str]) -> dict[str, tuple[int, int]]:
         """Study Instance UID -> (series, instances) over the primary image sets, for DICOMTags."""
-        rows = self._query(
-            "SELECT s.study_uid, COUNT(DISTINCT s.series_uid) AS series, COUNT(*) AS instances "
-            "FROM instances i JOIN image_sets s ON s.id = i.image_set_id "
-            "WHERE s.datastore_id = ? AND s.is_primary = 1 AND s.state = 'ACTIVE' GROUP BY s.study_uid",
-            datastore_id,
-        )
-        return {row["study_uid"]: (row["series"], row["instances"]) for row in rows}
+        counts = {}
+        for study_uid in study_uids:
+            rows = self._query(
+                "SELECT COUNT(DISTINCT s.series_uid) AS series, COUNT(*) AS instances "
+                "FROM instances i JOIN image_sets s ON s.id = i.image_set_id "
+                "WHERE s.datastore_id = ? AND s.study_uid = ? AND s.is_primary = 1 AND s.state = 'ACTIVE'",
+                datastore_id,
+                study_uid,
+            )
+            counts[study_uid] = (rows[0]["series"], rows[0]["instances"])
+        return counts
 
     def delete_image_set(self, datastore_id: str, image_set_id: str) -> None:
         """Delete an image set and its instance files (the state stays, as DELETED)."""
