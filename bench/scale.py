@@ -250,7 +250,7 @@ def report(
     return (
         "One `dag.test()` of bench/dags/hi_stow_bench_scale.py in a fresh process on SQLite (Airflow runs the "
         "tasks one after the other in that process), into the emulator on the same machine (SigV4 verified, "
-        "every instance indexed), the operators at their defaults (4 connections, 200 instances per request, "
+        "every instance indexed), the operators at their defaults (4 connections, up to 200 instances per request: one study of 100 here, "
         "image sets looked up for up to 100 studies per task). Memory is sampled every 0.5 s."
         + shared
         + "\n\n"
