@@ -57,6 +57,9 @@ class Measure:
     rss_mb: float
     sink_cpu: float
     error: str | None = None
+    instances: int = 0
+    """How many of the workload's files this run sent (0: all of them)."""
+    size: int = 0
 
 
 @dataclass
@@ -68,6 +71,8 @@ class Workload:
     per_request: int
     bodies: list[Body]
     connections: int = 4
+    peer_files: int | None = None
+    """dicomweb-client stores only this many of the files (it is slow: its rate is per instance all the same)."""
     results: dict[str, list[Measure]] = field(default_factory=dict)
     bytes: int = 0
 
@@ -107,13 +112,19 @@ def run(command: list[str], sink: Sink, output: Path) -> tuple[Measure, str]:
     return measure, text
 
 
-def engine(mode: str) -> Callable[[Workload, Sink, Path], Measure]:
+def engine(mode: str, records: bool = False) -> Callable[[Workload, Sink, Path], Measure]:
+    """``hi-stow store``; with ``records``, keeping a manifest and a resume ledger (``--manifest-dir``, fresh for
+    each run), as StoreDicomOperator always does: each local file is then hashed as it is sent."""
+
     def contender(workload: Workload, sink: Sink, work: Path) -> Measure:
         folder = workload.root
         command = [str(HI_STOW), "store", "--endpoint-url", sink.url, "--region", REGION, "--datastore-id", "bench"]
         command += ["--quiet", "--batch-instances", str(workload.per_request), "--connections"]
         command += [str(workload.connections), "--payload-signing", mode, str(folder)]
-        measure, _ = run(command, sink, work / "engine.out")
+        kept = work / "records"
+        shutil.rmtree(kept, ignore_errors=True)
+        measure, _ = run([*command, "--manifest-dir", str(kept)] if records else command, sink, work / "engine.out")
+        shutil.rmtree(kept, ignore_errors=True)
         return measure
 
     return contender
@@ -162,13 +173,15 @@ def curl(per_file: bool) -> Callable[[Workload, Sink, Path], Measure]:
 
 def dicomweb_client(chunk_size: int) -> Callable[[Workload, Sink, Path], Measure]:
     def contender(workload: Workload, sink: Sink, work: Path) -> Measure:
+        files = workload.files[: workload.peer_files]
         listing = work / "files.txt"
-        listing.write_text("\n".join(map(str, workload.files)))
+        listing.write_text("\n".join(map(str, files)))
         command = [str(PEERS_VENV / "bin" / "python"), str(BENCH / "peer_dicomweb_client.py")]
         command += [f"{sink.url}/datastore/bench", str(chunk_size), str(workload.per_request), str(listing)]
         measure, text = run(command, sink, work / "dwc.out")
         reported = json.loads(text.strip().splitlines()[-1]) if text.strip() else {}
         measure.error = measure.error or reported.get("error")
+        measure.instances, measure.size = len(files), sum(path.stat().st_size for path in files)
         return measure
 
     return contender
@@ -212,18 +225,22 @@ def table(workload: Workload) -> str:
         if any(run.error for run in runs):
             lines.append(f"| {name} | failed: {next(run.error for run in runs if run.error)} | | | | | | | |")
             continue
-        rates = [count / run.seconds for run in runs]
-        to_ceiling = [ceiling[i].seconds / run.seconds for i, run in enumerate(runs)]
+        sent, sent_bytes = runs[0].instances or count, runs[0].size or total
+        rates = [sent / run.seconds for run in runs]
+        to_ceiling = [rate / (count / ceiling[i].seconds) for i, rate in enumerate(rates)]
+        peer_rates = [(p.instances or count) / p.seconds for p in peer] if peer else []
         to_peer = (
-            median_spread([peer[i].seconds / run.seconds for i, run in enumerate(runs)], 1) + "x"
+            median_spread([rate / peer_rates[i] for i, rate in enumerate(rates)], 1) + "x"
             if peer and not any(p.error for p in peer)
             else "-"
         )
         cpu = [run.cpu for run in runs]
+        note = f" ({sent:,} of the files)" if sent != count else ""
         lines.append(
-            f"| {name} | {median_spread(rates)} | {median_spread([total / 1e6 / run.seconds for run in runs])} | "
-            f"{median_spread(to_ceiling, 2)} | {to_peer} | {statistics.median(cpu) / (total / 1e9):.2f} | "
-            f"{statistics.median(cpu) / count * 1000:.2f} | {max(run.rss_mb for run in runs):.0f} MB | "
+            f"| {name}{note} | {median_spread(rates)} | "
+            f"{median_spread([sent_bytes / 1e6 / run.seconds for run in runs])} | "
+            f"{median_spread(to_ceiling, 2)} | {to_peer} | {statistics.median(cpu) / (sent_bytes / 1e9):.2f} | "
+            f"{statistics.median(cpu) / sent * 1000:.2f} | {max(run.rss_mb for run in runs):.0f} MB | "
             f"{statistics.median(run.sink_cpu for run in runs):.1f} |"
         )
     return "\n".join(lines)
@@ -246,7 +263,12 @@ def main() -> None:
         huge = multiframe_instances(work / "huge", 1, 360 if args.quick else 1_800, "ct-multiframe")
         workloads = [
             Workload(
-                "40 KB instances", work / "small", small, 50, multipart_bodies(small, 50, 100 << 20, work / "b-small")
+                "40 KB instances",
+                work / "small",
+                small,
+                50,
+                multipart_bodies(small, 50, 100 << 20, work / "b-small"),
+                peer_files=len(small) // 5,
             ),
             Workload(
                 "5 MB instances", work / "large", large, 20, multipart_bodies(large, 20, 100 << 20, work / "b-large")
@@ -263,6 +285,9 @@ def main() -> None:
             CEILING: curl(per_file=False),
             "curl, one request per file, 1 connection": curl(per_file=True),
             **{f"hi-stow store, {mode}": engine(mode) for mode in MODES},
+            "hi-stow store, streaming, with a manifest and a resume ledger (as the operator)": engine(
+                "streaming", records=True
+            ),
             PEER: dicomweb_client(chunk_size=1 << 40),
         }
         default_peer = dicomweb_client(0)(Workload("default", work / "small", small[:50], 50, []), sink, work)
@@ -271,7 +296,7 @@ def main() -> None:
                 for name, contender in contenders.items():
                     measure = contender(workload, sink, work)
                     workload.results.setdefault(name, []).append(measure)
-                    rate = len(workload.files) / measure.seconds
+                    rate = (measure.instances or len(workload.files)) / measure.seconds
                     print(
                         f"round {round_number + 1} {workload.name}: {name}: {rate:,.0f} instances/s, "
                         f"cpu {measure.cpu:.2f} s{', ' + measure.error if measure.error else ''}",

@@ -191,7 +191,10 @@ def run_import(
     manifest: str | None = None
     try:
         files: list[InstanceFile] = []
-        for item in resolve_sources(source, s3_client, threads=settings.header_threads):
+        # Without a location no ledger keeps the files' fingerprints: local files are not hashed.
+        for item in resolve_sources(
+            source, s3_client, threads=settings.header_threads, fingerprints=location is not None
+        ):
             if collect is not None:
                 collect.saw(item.source if isinstance(item, InstanceResult) else item.name)
             if isinstance(item, InstanceResult):
