@@ -98,17 +98,22 @@ class Sink:
 
 
 def run(command: list[str], sink: Sink, output: Path) -> tuple[Measure, str]:
-    """Run a client process; its CPU and peak RSS from wait4."""
+    """Run a client process; its CPU from wait4, its peak RSS from GNU time (a child forked from this process
+    would report this process's own peak as its floor)."""
     sink_before = sink.cpu()
+    peak = output.with_suffix(".rss")
     started = time.perf_counter()
     with output.open("w") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=ENV)
+        process = subprocess.Popen(
+            ["/usr/bin/time", "-f", "%M", "-o", str(peak), *command], stdout=out, stderr=subprocess.STDOUT, env=ENV
+        )
         _, status, usage = os.wait4(process.pid, 0)
     seconds = time.perf_counter() - started
     process.returncode = os.waitstatus_to_exitcode(status)
     text = output.read_text()
     error = None if process.returncode == 0 else f"exit status {process.returncode}: {text[-300:]}"
-    measure = Measure(seconds, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, sink.cpu() - sink_before, error)
+    rss_mb = int(peak.read_text().split()[-1]) / 1024
+    measure = Measure(seconds, usage.ru_utime + usage.ru_stime, rss_mb, sink.cpu() - sink_before, error)
     return measure, text
 
 
