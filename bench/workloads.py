@@ -80,8 +80,9 @@ def small_instances(folder: Path, count: int, per_study: int = 100) -> list[Path
     return paths
 
 
-def multiframe_instances(folder: Path, count: int, frames: int, name: str) -> list[Path]:
-    """``count`` CT instances of ``frames`` 512 x 512 16-bit frames (CT_small's pixels tiled; real bytes)."""
+def multiframe_instances(folder: Path, count: int, frames: int, name: str, per_study: int = 20) -> list[Path]:
+    """``count`` CT instances of ``frames`` 512 x 512 16-bit frames (CT_small's pixels tiled; real bytes), in
+    studies of ``per_study``."""
     template = _Template.make(frames)
     path = get_testdata_file("CT_small.dcm")
     assert path is not None
@@ -93,7 +94,8 @@ def multiframe_instances(folder: Path, count: int, frames: int, name: str) -> li
     for number in range(count):
         target = folder / f"{name}-{number:04d}.dcm"
         with target.open("wb") as out:
-            out.write(template.stamp(900_000 + number, 900_000 + number, 900_000 + number))
+            study = 900_000 + number // per_study
+            out.write(template.stamp(study, study, 900_000 + number))
             out.write(struct.pack("<HH2sHI", 0x7FE0, 0x0010, b"OW", 0, frames * FRAME))
             left = frames * FRAME
             while left:
