@@ -71,7 +71,8 @@ class ImportSettings:
     max_connections: int = 4
     max_requests_per_second: float | None = None
     header_threads: int = 8
-    """Threads reading DICOM headers (ranged GETs for S3) and re-hashing files on resume."""
+    """Threads listing S3 entries and reading the headers of S3 objects (ranged GETs); the headers of local files
+    are read, and files named in the ledger re-hashed, in the calling thread (see ``header_workers``)."""
     resume: bool = True
     """Skip the instances that an earlier try of the same task instance confirmed stored."""
     progress_interval: float = 15.0
