@@ -325,7 +325,8 @@ def main() -> None:
             "`hi-stow store` is timed as a whole process (start-up, listing, headers, sending); client CPU is "
             "the client process's user + system time, peak RSS its VmHWM. The ceiling is curl sending "
             "pre-built multipart bodies of the same files over one connection (what the sink can take). "
-            f"SHA-256 on this machine: {sha_rate:.2f} s/GB ({1 / sha_rate:.2f} GB/s, one core). {shared}",
+            f"SHA-256 on this machine: {sha_rate:.2f} s/GB ({1 / sha_rate:.2f} GB/s, one core). Versions: "
+            f"{_versions()}. {shared}",
             f"dicomweb-client at its default `chunk_size` (1 MB): {_default_peer(default_peer)}. Measured below "
             "with `chunk_size` larger than any body, so that each call's body is one bytes object that "
             "requests-aws4auth can hash (its sha256 mode).",
@@ -334,6 +335,16 @@ def main() -> None:
     )
     command = "python bench/throughput.py" + (" --quick" if args.quick else "")
     write_section("upload-throughput", "Upload throughput against the peers (loopback sink)", command, body)
+
+
+def _versions() -> str:
+    import pydicom
+
+    from airflow_hi_stow import __version__
+
+    curl_version = subprocess.run(["curl", "--version"], capture_output=True, text=True).stdout.split()[1]
+    peers = ", ".join(PEERS).replace("==", " ")
+    return f"airflow-hi-stow {__version__} (pydicom {pydicom.__version__}), curl {curl_version}, {peers}"
 
 
 def _default_peer(measure: Measure) -> str:
