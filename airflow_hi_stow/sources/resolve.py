@@ -22,28 +22,26 @@ from typing import Any, ClassVar
 
 from airflow_hi_stow.core.results import InstanceResult, Outcome
 from airflow_hi_stow.sources.fingerprints import HashingLocalFile
-from airflow_hi_stow.sources.instances import InstanceFile
+from airflow_hi_stow.sources.instances import InstanceFile, LocalFile
 from airflow_hi_stow.sources.s3 import S3Client, is_s3_uri, list_s3, read_s3_object, split_s3_uri
 
 _GLOB_CHARACTERS = frozenset("*?[")
 
 
-def expand_local(paths: Iterable[str | os.PathLike[str]]) -> Iterator[str]:
-    """Each file as given, and every regular file under each directory (recursively, in sorted order).
-
-    A path that does not exist is passed through, so that it is reported instead of silently dropped.
-    """
-    for path in paths:
-        root = Path(path)
-        if root.is_dir():
-            for directory, subdirs, files in os.walk(root):
-                subdirs.sort()
-                for name in sorted(files):
-                    candidate = Path(directory, name)
-                    if candidate.is_file():
-                        yield str(candidate)
-        else:
-            yield str(root)
+def _walk(directory: str) -> Iterator[os.DirEntry[str]]:
+    """The regular files under ``directory``, recursively (as ``os.walk``: links to files followed, links to
+    directories not), sorted by name at each level. ``os.scandir`` knows each entry's type without a ``stat``
+    call, and keeps the one ``stat`` made for its size."""
+    with os.scandir(directory) as listing:
+        entries = sorted(listing, key=lambda entry: entry.name)
+    for entry in entries:
+        try:
+            if entry.is_dir(follow_symlinks=False):
+                yield from _walk(entry.path)
+            elif entry.is_file():
+                yield entry
+        except OSError:  # vanished or unreadable since it was listed: leave it to the reader to report
+            continue
 
 
 @dataclass(frozen=True)
@@ -144,25 +142,31 @@ def _parse_list(text: str) -> list[Any] | None:
 
 
 def resolve_sources(
-    source: Any, s3_client: Callable[[], S3Client] | None = None, *, threads: int = 8
+    source: Any,
+    s3_client: Callable[[], S3Client] | None = None,
+    *,
+    threads: int = 8,
+    fingerprints: bool = True,
 ) -> Iterator[InstanceFile | InstanceResult]:
     """Every file a source names, once, in order: local files (hashing as they are read, see
-    :mod:`~airflow_hi_stow.sources.fingerprints`) and S3 objects. An entry naming nothing (a missing path, a glob or
-    prefix without matches, an unreadable listing) comes out as a REJECTED result with the reason, never dropped.
+    :mod:`~airflow_hi_stow.sources.fingerprints`, unless ``fingerprints`` is False: nothing will keep them) and S3
+    objects. An entry naming nothing (a missing path, a glob or prefix without matches, an unreadable listing) comes
+    out as a REJECTED result with the reason, never dropped.
 
     Entries are looked up in ``threads`` threads (a list of many S3 keys needs one request per key).
     ``s3_client`` is called once, when the first ``s3://`` entry is met.
     """
     entries = list(flatten_source(source))
     client = _Once(s3_client)
+    local = HashingLocalFile if fingerprints else LocalFile
 
     def look_up(entry: str | FileList) -> list[InstanceFile | InstanceResult]:
         if not isinstance(entry, FileList):
-            return _look_up_entry(client, entry)
+            return _look_up_entry(client, entry, local)
         listed = _listed_entries(client, entry)
         if isinstance(listed, InstanceResult):
             return [listed]
-        return [item for name in listed for item in _look_up_entry(client, name)]
+        return [item for name in listed for item in _look_up_entry(client, name, local)]
 
     seen: set[str] = set()
     with ThreadPoolExecutor(threads, thread_name_prefix="hi-stow-list") as pool:
@@ -189,9 +193,9 @@ class _Once:
             return self.client
 
 
-def _look_up_entry(client: _Once, entry: str) -> list[InstanceFile | InstanceResult]:
+def _look_up_entry(client: _Once, entry: str, local: type[LocalFile]) -> list[InstanceFile | InstanceResult]:
     if not is_s3_uri(entry):
-        return list(_local_files(entry))
+        return list(_local_files(entry, local))
     s3 = client()
     if s3 is None:
         return [_nothing(entry, "an s3:// source needs an S3 connection")]
@@ -236,28 +240,38 @@ def _s3_files(client: S3Client, uri: str) -> Iterator[InstanceFile | InstanceRes
         yield _nothing(uri, "no S3 object matches")
 
 
-def _local_files(entry: str) -> Iterator[InstanceFile | InstanceResult]:
+def _local_files(entry: str, local: type[LocalFile]) -> Iterator[InstanceFile | InstanceResult]:
     if not os.path.lexists(entry) and _GLOB_CHARACTERS & set(entry):
         matches = sorted(glob.glob(entry, recursive=True))
         if not matches:
             yield _nothing(entry, "no file matches the pattern")
-        for path in expand_local(matches):
-            yield from _local_file(path)
+        for path in matches:
+            yield from _directory_files(path, local) if os.path.isdir(path) else _local_file(str(Path(path)), local)
         return
     if os.path.isdir(entry):
         count = 0
-        for path in expand_local([entry]):
+        for item in _directory_files(entry, local):
             count += 1
-            yield from _local_file(path)
+            yield item
         if not count:
             yield _nothing(entry, "the directory holds no file")
         return
-    yield from _local_file(entry)
+    yield from _local_file(str(Path(entry)), local)
 
 
-def _local_file(path: str) -> Iterator[InstanceFile | InstanceResult]:
+def _directory_files(directory: str, local: type[LocalFile]) -> Iterator[InstanceFile | InstanceResult]:
+    for entry in _walk(str(Path(directory))):
+        try:
+            yield local(Path(entry.path), entry.stat().st_size)
+        except FileNotFoundError:
+            yield _nothing(entry.path, "no such file or directory")
+        except OSError as exc:
+            yield _nothing(entry.path, f"cannot read the file ({exc.strerror or type(exc).__name__})")
+
+
+def _local_file(path: str, local: type[LocalFile]) -> Iterator[InstanceFile | InstanceResult]:
     try:
-        yield HashingLocalFile.at(path)
+        yield local.at(path)
     except FileNotFoundError:
         yield _nothing(path, "no such file or directory")
     except OSError as exc:
