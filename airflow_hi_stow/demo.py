@@ -45,14 +45,14 @@ _QUIET = ("AWS Connection", "source:", "sending ", "progress:")
 """Operator lines not shown while the demo runs (they are in the log)."""
 
 
-def write_demo_set(root: Path, patients: int = 6) -> SampleSet:
-    """The demo's source under ``root / "dicom"``: studies with identifying values planted at the top level, in
-    nested sequences and in a private block, one study with a misfiled series (another Patient ID), and three bad
-    files (a text file, an empty file, a truncated one)."""
+def write_demo_set(folder: Path, patients: int = 6) -> SampleSet:
+    """The demo's source in ``folder``: studies with identifying values planted at the top level, in nested
+    sequences and in a private block, one study with a misfiled series (another Patient ID), and three bad files (a
+    text file, an empty file, a truncated one)."""
     sample = generate_dataset(
-        root / "dicom", patients=patients, plant_phi=True, conflicting_series=True, redeliver_one_study=False
+        folder, patients=patients, plant_phi=True, conflicting_series=True, redeliver_one_study=False
     )
-    write_bad_files(root / "dicom", sample.instances[0].path)
+    write_bad_files(folder, sample.instances[0].path)
     return sample
 
 
@@ -164,7 +164,7 @@ def run(output: Path, dags_folder: Path, patients: int) -> int:
     if output.exists():
         shutil.rmtree(output)
     output.mkdir(parents=True)
-    sample = write_demo_set(output, patients)
+    sample = write_demo_set(output / "dicom", patients)
     values = planted_values(sample)
     say(
         f"generated {len(sample.instances)} instances in {len(sample.study_uids)} studies "

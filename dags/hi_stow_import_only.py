@@ -86,7 +86,7 @@ with DAG(
     ).expand(source=resend_validated.output)
     stored >> resent
 
-    @task(trigger_rule=TriggerRule.ALL_DONE)
+    @task(trigger_rule=TriggerRule.ALL_DONE, multiple_outputs=False)  # one XCom: the report
     def report(first: Any, later: Any, validation: Any, params: dict[str, Any] | None = None) -> dict[str, Any]:
         """Merge the store summaries (``first``, ``later``: the mapped store tasks' XComs) and read the image sets
         back with SearchImageSets and GetImageSet."""

@@ -108,7 +108,7 @@ with DAG(
         task_id="store", aws_conn_id=CONN_ID, per_study=True, pool=POOL, retries=3, outlets=[IMPORTED]
     ).expand(source=validated.output)
 
-    @task(trigger_rule=TriggerRule.ALL_DONE)
+    @task(trigger_rule=TriggerRule.ALL_DONE, multiple_outputs=False)  # one XCom: the report
     def report(summaries: Any, validation: Any, params: dict[str, Any] | None = None) -> dict[str, Any]:
         """Merge the mapped steps' summaries and read the image sets back with SearchImageSets and GetImageSet."""
         summaries = [summary for summary in summaries or [] if summary]

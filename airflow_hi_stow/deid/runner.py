@@ -15,7 +15,6 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from itertools import chain
-from multiprocessing import get_context
 from typing import Any
 
 from airflow_hi_stow.deid.burned_in import BurnedInPolicy
@@ -26,6 +25,7 @@ from airflow_hi_stow.deid.markers import method_codes
 from airflow_hi_stow.deid.profile import ProfileOptions, profile_table
 from airflow_hi_stow.deid.storage import InputFile, LinkageFile, LinkageSink, LocalDirectory, OutputStore, local_inputs
 from airflow_hi_stow.deid.transform import LinkageRecord
+from airflow_hi_stow.workers import worker_pool
 
 REPORT_VERSION = 1
 REASON_SUFFIX = ".reason.json"  # beside each quarantined input
@@ -167,7 +167,7 @@ def run_deidentification(
     outcomes: list[FileOutcome] = []
     counted = _Counted(chain(head, remaining))
     if processes > 1 and (len(head) >= PARALLEL_FROM or sum(map(_size, head)) >= IN_FLIGHT_BYTES):
-        with ProcessPoolExecutor(processes, get_context("spawn"), _start_process, arguments) as pool:
+        with worker_pool(processes, _start_process, arguments) as pool:
             _gather(_in_chunks(pool, counted, processes * IN_FLIGHT_CHUNKS), outcomes, on_outcome)
     else:
         worker = _Worker(*arguments)

@@ -18,7 +18,6 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import partial
-from multiprocessing import get_context
 from typing import Any
 
 from airflow_hi_stow.core.results import InstanceResult
@@ -34,6 +33,7 @@ from airflow_hi_stow.validate.inputs import Unlisted, as_inputs, fetched_ahead, 
 from airflow_hi_stow.validate.quarantine import Quarantine, file_sha256
 from airflow_hi_stow.validate.report import run_report
 from airflow_hi_stow.validate.settings import ValidationSettings
+from airflow_hi_stow.workers import worker_pool
 
 log = logging.getLogger(__name__)
 
@@ -251,7 +251,7 @@ def _inspect_all(files: Sequence[InstanceFile], settings: ValidationSettings, wo
         yield from map(check, readable)
         return
     chunk = max(1, min(64, len(files) // (workers * 8)))
-    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+    with worker_pool(workers) as pool:
         yield from _in_workers(pool, check, readable, chunk, 4 * workers)
 
 

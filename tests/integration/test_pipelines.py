@@ -54,7 +54,7 @@ def stored_objects(emulator: RunningEmulator) -> list[bytes]:
 def test_the_local_pipeline_stores_everything_good_and_nothing_identifying(
     healthimaging_emulator: RunningEmulator, tmp_path: Path
 ) -> None:
-    sample = write_demo_set(tmp_path / "data", patients=2)
+    sample = write_demo_set(tmp_path / "data" / "dicom", patients=2)
     report_path = tmp_path / "report.json"
     conf = {"source": str(tmp_path / "data" / "dicom"), "destination": str(tmp_path / "deidentified"),
             "quarantine": str(tmp_path / "quarantine"), "report_path": str(report_path)}  # fmt: skip
@@ -88,7 +88,7 @@ def test_the_s3_pipeline_imports_a_batch_sharded_and_emits_its_assets(
             datastore_id=healthimaging_emulator.datastore_id, s3_endpoint_url=moto_s3.url
         ),
     )
-    sample = write_demo_set(tmp_path / "data", patients=3)
+    sample = write_demo_set(tmp_path / "data" / "dicom", patients=3)
     uploaded = moto_s3.upload_tree(tmp_path / "data" / "dicom", "incoming/batch-1")
     bucket = f"s3://{moto_s3.bucket}"
     conf = {"source": f"{bucket}/incoming/batch-1/", "destination": f"{bucket}/deidentified/",
