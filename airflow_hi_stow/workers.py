@@ -10,6 +10,9 @@ which is what ``python -m`` gives, so children skip it: they only need this pack
 
 from __future__ import annotations
 
+import logging
+import multiprocessing
+import os
 import sys
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -19,6 +22,25 @@ from multiprocessing import get_context
 from typing import Any
 
 _SPAWN = get_context("spawn")
+log = logging.getLogger(__name__)
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (a container's CPU set, not the host's count)."""
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+
+
+def allowed_processes(processes: int) -> int:
+    """``processes``, or 1 where this process may not start children: a daemonic process, as the tasks of a Celery
+    prefork worker are ("daemonic processes are not allowed to have children"). There, more cores come from more
+    mapped tasks (more shards), which is Airflow's way to scale out anyway."""
+    if processes > 1 and multiprocessing.current_process().daemon:
+        log.warning(
+            "worker processes cannot be started from this daemonic process (a Celery prefork worker's task): "
+            "working in one process; map the task over more shards to use more cores"
+        )
+        return 1
+    return processes
 
 
 @contextmanager

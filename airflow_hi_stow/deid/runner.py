@@ -25,7 +25,7 @@ from airflow_hi_stow.deid.markers import method_codes
 from airflow_hi_stow.deid.profile import ProfileOptions, profile_table
 from airflow_hi_stow.deid.storage import InputFile, LinkageFile, LinkageSink, LocalDirectory, OutputStore, local_inputs
 from airflow_hi_stow.deid.transform import LinkageRecord
-from airflow_hi_stow.workers import worker_pool
+from airflow_hi_stow.workers import allowed_processes, usable_cores, worker_pool
 
 REPORT_VERSION = 1
 REASON_SUFFIX = ".reason.json"  # beside each quarantined input
@@ -163,7 +163,7 @@ def run_deidentification(
     arguments = (key, options, burned_in, linkage is not None, destination, quarantine)
     remaining = iter(inputs)
     head = _head(remaining)
-    processes = min(workers or os.cpu_count() or 1, len(head))
+    processes = allowed_processes(min(workers or usable_cores(), len(head)))
     outcomes: list[FileOutcome] = []
     counted = _Counted(chain(head, remaining))
     if processes > 1 and (len(head) >= PARALLEL_FROM or sum(map(_size, head)) >= IN_FLIGHT_BYTES):

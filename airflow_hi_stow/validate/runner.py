@@ -9,7 +9,6 @@ import fnmatch
 import io
 import json
 import logging
-import os
 import secrets
 import time
 from collections import deque
@@ -33,7 +32,7 @@ from airflow_hi_stow.validate.inputs import Unlisted, as_inputs, fetched_ahead, 
 from airflow_hi_stow.validate.quarantine import Quarantine, file_sha256
 from airflow_hi_stow.validate.report import run_report
 from airflow_hi_stow.validate.settings import ValidationSettings
-from airflow_hi_stow.workers import worker_pool
+from airflow_hi_stow.workers import allowed_processes, usable_cores, worker_pool
 
 log = logging.getLogger(__name__)
 
@@ -223,10 +222,10 @@ def _unique_sorted(inputs: Iterable[InstanceFile]) -> list[InstanceFile]:
 
 def _workers(requested: int | None, files: int) -> int:
     if requested is not None:
-        return max(1, requested)
+        return allowed_processes(max(1, requested))
     if files < PARALLEL_FROM_FILES:
         return 1
-    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    return allowed_processes(usable_cores())
 
 
 def _superseded(file: InstanceFile, moved_away: Sequence[dict[str, Any]]) -> bool:

@@ -7,7 +7,11 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+from multiprocessing import get_context
 from pathlib import Path
+from typing import Any
+
+from airflow_hi_stow.workers import allowed_processes
 
 MAIN_SCRIPT = textwrap.dedent(
     """
@@ -51,3 +55,18 @@ def test_a_plain_spawn_pool_dies_there(tmp_path: Path) -> None:
     done = run(tmp_path, "plain")
     assert done.returncode != 0
     assert "Could not parse SQLAlchemy URL" in done.stderr
+
+
+def _report_allowed(results: Any) -> None:
+    results.put(allowed_processes(2))
+
+
+def test_a_daemonic_process_works_in_one_process() -> None:
+    """The tasks of a Celery prefork worker are daemonic processes, which may not start children."""
+    context = get_context("spawn")
+    results = context.Queue()
+    daemon = context.Process(target=_report_allowed, args=(results,), daemon=True)
+    daemon.start()
+    daemon.join(60)
+    assert results.get(timeout=10) == 1
+    assert allowed_processes(2) == 2  # this test's own process may
