@@ -58,30 +58,37 @@ POSTGRES_IMAGE = "localhost/hi-stow-postgres:15"  # the names compose/podman/ove
 REDIS_IMAGE = "localhost/hi-stow-redis:7"
 PACKAGE_IMAGE = "localhost/airflow-hi-stow:compose-test"
 LOGIN = {"username": "airflow", "password": "airflow"}  # docker-compose.yaml's defaults
-SAMPLES = "/data/dicom/incoming"  # where the init job generates the sample set
+DATA = "/data"  # the host folder HI_STOW_DATA_DIR, as the containers see it
+SAMPLES = f"{DATA}/dicom/incoming"  # where the init job generates the sample set (planted PHI, bad files)
 
 
 @dataclass(frozen=True)
 class Pipeline:
-    """The DAG run the test triggers, and what must come of it."""
+    """The DAG run the test triggers, and where its inputs, outputs and report are (container paths)."""
 
     dag_id: str
     conf: dict[str, Any]
     store_tasks: tuple[str, ...]
     """Mapped task ids whose instances must all succeed and, together, have run on every worker."""
-    stored_from: tuple[str, ...]
-    """Folders (as the containers see them) whose every ``*.dcm`` file must end stored, once."""
+    inputs: str
+    """Every file under it must end de-identified or quarantined."""
+    outputs: str
+    """Every ``*.dcm`` file under it (the de-identified set) must end stored, once."""
+    report: str
 
 
 PIPELINE = Pipeline(
-    dag_id="hi_stow_import_only",
+    dag_id="hi_stow_local_pipeline",
     conf={
         "source": SAMPLES,
-        "resend_source": f"{SAMPLES}-redelivered",
-        "report_path": "/data/reports/compose-test.json",
+        "destination": f"{DATA}/dicom/deidentified",
+        "quarantine": f"{DATA}/dicom/quarantine",
+        "report_path": f"{DATA}/reports/compose-test.json",
     },
-    store_tasks=("store_study", "store_resend"),
-    stored_from=(SAMPLES, f"{SAMPLES}-redelivered"),
+    store_tasks=("store_study",),
+    inputs=SAMPLES,
+    outputs=f"{DATA}/dicom/deidentified",
+    report=f"{DATA}/reports/compose-test.json",
 )
 
 
@@ -384,9 +391,33 @@ class AirflowApi:
             time.sleep(2)
 
 
-def dicom_files(data_dir: Path, folders: Sequence[str]) -> int:
-    """``*.dcm`` files under container paths below /data, counted on the host folder mounted there."""
-    return sum(1 for folder in folders for _ in (data_dir / Path(folder).relative_to("/data")).rglob("*.dcm"))
+def on_host(data_dir: Path, path: str) -> Path:
+    """A container path below /data, on the host folder mounted there."""
+    return data_dir / Path(path).relative_to(DATA)
+
+
+def files_under(folder: Path, pattern: str = "*") -> int:
+    return sum(1 for path in folder.rglob(pattern) if path.is_file())
+
+
+def check_accounting(pipeline: Pipeline, data_dir: Path) -> tuple[int, list[str]]:
+    """The instances the emulator must hold (the de-identified files, counted on disk), and what does not add up:
+    every input de-identified or quarantined, nothing taken out by the validation unaccounted for."""
+    inputs = files_under(on_host(data_dir, pipeline.inputs))
+    outputs = files_under(on_host(data_dir, pipeline.outputs), "*.dcm")
+    report_file = on_host(data_dir, pipeline.report)
+    if not report_file.is_file():
+        return outputs, [f"the pipeline wrote no report at {pipeline.report}"]
+    report = json.loads(report_file.read_text())
+    counts, validation = report["deidentification"]["counts"], report["validation"]
+    problems = []
+    if counts["inputs"] != inputs or counts["deidentified"] + counts["quarantined"] != inputs:
+        problems.append(f"{inputs} input files, the de-identification accounts for {counts}")
+    if counts["deidentified"] != outputs:
+        problems.append(f"{outputs} de-identified files on disk, the report says {counts['deidentified']}")
+    if counts["quarantined"] == 0:
+        problems.append("the sample set's bad files were not quarantined")
+    return outputs - validation["quarantined"], problems
 
 
 def check_outcome(
@@ -480,14 +511,17 @@ def compose_test(keep: bool) -> int:
         stats = requests.get(f"http://127.0.0.1:{emulator_port}/_emulator/stats", timeout=30).json()
         (OUTPUT / "task-instances.json").write_text(json.dumps(instances, indent=1))
         (OUTPUT / "emulator-stats.json").write_text(json.dumps(stats, indent=1))
-        expected = dicom_files(data_dir, PIPELINE.stored_from)
-        problems = check_outcome(PIPELINE, state, instances, stats, workers, expected)
+        expected, problems = check_accounting(PIPELINE, data_dir)
+        problems += check_outcome(PIPELINE, state, instances, stats, workers, expected)
         stores = [ti for ti in instances if ti["task_id"] in PIPELINE.store_tasks]
         on_workers = {worker: sum(str(ti["hostname"]).startswith(worker) for ti in stores) for worker in workers}
         say(f"run {state}; emulator: {stats.get('instances')}; store tasks per worker: {on_workers}")
         if problems:
             raise StackError("; ".join(problems))
-        say(f"PASSED: {expected} instances stored once, store tasks on {', '.join(workers)}")
+        say(
+            f"PASSED: every input de-identified or quarantined, {expected} instances stored once, store tasks on "
+            f"{', '.join(workers)}"
+        )
         return 0
     except (StackError, requests.RequestException) as exc:
         say(f"FAILED: {exc}")
