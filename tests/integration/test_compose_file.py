@@ -200,10 +200,16 @@ def test_the_compose_test_triggers_a_dag_of_dags_folder(
     assert set(pipeline.store_tasks) <= set(dag.task_ids)
     mounted = data_mounts(airflow_services)
     paths = [value for value in pipeline.conf.values() if isinstance(value, str) and value.startswith("/")]
-    for path in [*paths, *pipeline.stored_from]:
+    for path in [*paths, pipeline.inputs, pipeline.outputs, pipeline.report]:
         assert under(path, mounted), f"{path} is not on the folder the workers mount ({mounted})"
+    assert pipeline.conf["source"] == pipeline.inputs
+    assert pipeline.conf["destination"] == pipeline.outputs
+    assert pipeline.conf["report_path"] == pipeline.report
     init = " ".join(services["airflow-init"]["command"])
-    assert f"python -m airflow_hi_stow.samples {compose_test.SAMPLES}" in init, "the init job generates the samples"
+    generate = re.search(r"python -m airflow_hi_stow\.samples ((?:--[\w-]+ )*)(\S+)", init)
+    assert generate is not None, "the init job generates the samples"
+    assert generate[2] == compose_test.SAMPLES
+    assert {"--plant-phi", "--bad-files"} <= set(generate[1].split()), "the sample set has PHI and bad files in it"
 
 
 def test_the_compose_test_brings_up_every_service(compose_test: ModuleType, services: dict[str, Any]) -> None:
