@@ -1,7 +1,8 @@
 """Preparing inputs ahead of their use, in threads: in order, and never more than a budget of bytes ahead.
 
-The de-identification step copies S3 objects to a local staging directory this way (its worker processes cannot
-take a boto3 client), so that downloads overlap with the work on the files before them.
+The de-identification step copies S3 objects to a local staging directory this way, and the validation step reads
+small ones into memory (their worker processes cannot take a boto3 client), so that downloads overlap with the work
+on the files before them.
 """
 
 from __future__ import annotations

@@ -15,14 +15,13 @@ import io
 import logging
 import os
 import pickle
-from collections import deque
 from collections.abc import Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import BinaryIO, cast
 
 from airflow_hi_stow.core.results import InstanceResult
 from airflow_hi_stow.sources.instances import BlockReader, InstanceFile, LocalFile
+from airflow_hi_stow.sources.read_ahead import read_ahead
 from airflow_hi_stow.sources.s3 import S3Object, delete_s3_object
 
 log = logging.getLogger(__name__)
@@ -100,28 +99,19 @@ def _in_memory(file: InstanceFile) -> bool:
 
 def fetched_ahead(files: Iterable[InstanceFile], limit: int) -> Iterator[InstanceFile]:
     """The files in order, each one that is neither local nor in memory and holds at most ``limit`` bytes read whole
-    (as a :class:`FetchedFile`) in threads, ahead of its turn. A file whose read fails is passed on as it is: its
-    check reads it again and reports why it cannot be read. Local files pass through without a thread."""
-    pending: deque[tuple[Future[InstanceFile] | InstanceFile, int]] = deque()
-    held = 0
-    pool: ThreadPoolExecutor | None = None
-    try:
-        for file in files:
-            if not _in_memory(file) and file.size <= limit:
-                pool = pool or ThreadPoolExecutor(FETCH_THREADS, thread_name_prefix="hi-stow-fetch")
-                pending.append((pool.submit(_fetch, file), file.size))
-                held += file.size
-            else:
-                pending.append((file, 0))
-            while pending and (held > FETCH_AHEAD_BYTES or len(pending) > 4 * FETCH_THREADS):
-                item, size = pending.popleft()
-                held -= size
-                yield item.result() if isinstance(item, Future) else item
-        for item, _ in pending:
-            yield item.result() if isinstance(item, Future) else item
-    finally:
-        if pool is not None:
-            pool.shutdown(cancel_futures=True)
+    (as a :class:`FetchedFile`) in threads, ahead of its turn (:func:`~airflow_hi_stow.sources.read_ahead.read_ahead`).
+    A file whose read fails is passed on as it is: its check reads it again and reports why it cannot be read."""
+
+    def fetches(file: InstanceFile) -> bool:
+        return not _in_memory(file) and file.size <= limit
+
+    return read_ahead(
+        files,
+        lambda file: _fetch(file) if fetches(file) else file,
+        cost=lambda file: file.size if fetches(file) else 0,
+        threads=FETCH_THREADS,
+        max_cost=FETCH_AHEAD_BYTES,
+    )
 
 
 def _fetch(file: InstanceFile) -> InstanceFile:
