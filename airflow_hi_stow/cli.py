@@ -16,6 +16,7 @@ from airflow_hi_stow.core import healthimaging, redaction, sigv4
 from airflow_hi_stow.core.batching import DEFAULT_MAX_BATCH_BYTES, DEFAULT_MAX_BATCH_INSTANCES
 from airflow_hi_stow.core.results import Outcome, StoreResult
 from airflow_hi_stow.engine.importer import Collector, ImportSettings, run_import
+from airflow_hi_stow.storage.files import write_whole
 from airflow_hi_stow.storage.locations import LocalLocation
 from airflow_hi_stow.transport.auth import SigV4StowAuth
 from airflow_hi_stow.transport.client import StowClient
@@ -111,8 +112,7 @@ def run_store(args: argparse.Namespace) -> int:
     result = collect.store_result()
     report(result, time.monotonic() - started, quiet=args.quiet)
     if args.json:
-        with open(args.json, "w", encoding="utf-8") as out:
-            json.dump([item.to_dict() for item in result.instances], out, indent=1)
+        write_whole(Path(args.json), json.dumps([item.to_dict() for item in result.instances], indent=1).encode())
     return EXIT_OK if result.all_stored else EXIT_NOT_ALL_STORED
 
 

@@ -27,6 +27,7 @@ from airflow_hi_stow.hooks.healthimaging import HealthImagingStowHook
 from airflow_hi_stow.operators.partition import PartitionDicomOperator
 from airflow_hi_stow.operators.store import StoreDicomOperator
 from airflow_hi_stow.readback.image_sets import describe_image_sets
+from airflow_hi_stow.storage.files import write_whole
 
 CONN_ID = "aws_healthimaging"
 
@@ -74,7 +75,7 @@ with DAG(
         image_sets = [info.to_dict() for info in describe_image_sets(hook.conn, str(hook.datastore_id), studies)]
         result = build_import_report(summaries, image_sets)
         if report_path := (params or {}).get("report_path"):
-            Path(report_path).write_text(json.dumps(result, indent=1))
+            write_whole(Path(report_path), json.dumps(result, indent=1).encode())  # whole or not at all
         return result
 
     @task(trigger_rule=TriggerRule.ONE_FAILED, retries=0)

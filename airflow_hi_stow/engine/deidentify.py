@@ -40,7 +40,7 @@ from airflow_hi_stow.deid import (
     ProfileOptions,
     run_deidentification,
 )
-from airflow_hi_stow.deid.runner import REASON_SUFFIX
+from airflow_hi_stow.deid.runner import QUARANTINED_ORIGINAL, QUARANTINED_REASON, QUARANTINED_SOURCE
 from airflow_hi_stow.deid.storage import linkage_csv
 from airflow_hi_stow.deid.transform import LinkageRecord
 from airflow_hi_stow.engine.importer import Log
@@ -48,6 +48,7 @@ from airflow_hi_stow.sources.instances import InstanceFile, LocalFile
 from airflow_hi_stow.sources.read_ahead import SourceReadError, copy_to, read_ahead
 from airflow_hi_stow.sources.resolve import FileList, refuse_overlap, resolve_sources, write_file_list
 from airflow_hi_stow.sources.s3 import S3Client, is_s3_uri, split_s3_uri
+from airflow_hi_stow.storage.files import remove_stale_partials
 from airflow_hi_stow.storage.locations import LocalLocation, Location
 from airflow_hi_stow.storage.targets import open_target, within
 
@@ -113,6 +114,7 @@ def deidentify_source(
         staging = Path(scratch)
         copies = _StagedCopies(staging / "inputs")
         outputs: dict[str, None] = {}  # in input order, each once
+        written: set[str] = set()  # the local folders written into
         progress = _Progress(log, progress_interval)
         with (
             open_target(destination, staging / "destination", s3_client) as target,
@@ -123,9 +125,12 @@ def deidentify_source(
                 copies.release()
                 if outcome.status == "deidentified":
                     outputs[target.publish(outcome.output)] = None
+                    written.add(os.path.dirname(os.path.join(target.local_root, outcome.output)))
                 else:
-                    held.publish_if_written(outcome.output)  # no copy when the input could not be read
-                    held.publish(outcome.output + REASON_SUFFIX)
+                    held.publish_if_written(f"{outcome.output}/{QUARANTINED_ORIGINAL}")  # none if it was unreadable
+                    held.publish(f"{outcome.output}/{QUARANTINED_SOURCE}")
+                    held.publish(f"{outcome.output}/{QUARANTINED_REASON}")
+                    written.add(os.path.join(held.local_root, outcome.output))
                 progress.add(outcome)
 
             report = run_deidentification(
@@ -139,6 +144,8 @@ def deidentify_source(
                 workers,
                 settle,
             )
+        for folder in written:  # what tries killed mid-write left there (S3 targets are staged under scratch)
+            remove_stale_partials(Path(folder))
         manifest = records.put_file(OUTPUTS, io.BytesIO(write_file_list(outputs)))
         document = {
             **report.to_dict(),

@@ -63,7 +63,7 @@ class DeidentifyDicomOperator(AwsBaseOperator[S3Hook]):
         as ``<Study UID>/<Series UID>/<SOP Instance UID>.dcm`` of the new UIDs (templated).
     :param key_conn_id: the connection holding the key in its password (or its extra ``key``), 32 bytes or more
         (templated).
-    :param quarantine: where quarantined originals go, each with a ``.reason.json`` beside it (default: the
+    :param quarantine: where quarantined originals go, each in ``<input_id>/`` with its ``reason.json`` (default: the
         destination's sibling ``<destination>-quarantine``; never inside the destination; templated).
     :param retain_longitudinal_full_dates: PS3.15 E.3 options, as ``ProfileOptions`` names them (all off: the
         Basic Profile alone; templated, e.g. ``"{{ params.retain_uids }}"``); also ``retain_longitudinal_modified_dates``, ``retain_patient_characteristics``,

@@ -24,12 +24,14 @@ from airflow_hi_stow.core.results import InstanceResult, Outcome
 from airflow_hi_stow.sources.fingerprints import HashingLocalFile
 from airflow_hi_stow.sources.instances import InstanceFile
 from airflow_hi_stow.sources.s3 import S3Client, is_s3_uri, list_s3, read_s3_object, split_s3_uri
+from airflow_hi_stow.storage.files import is_partial
 
 _GLOB_CHARACTERS = frozenset("*?[")
 
 
 def expand_local(paths: Iterable[str | os.PathLike[str]]) -> Iterator[str]:
-    """Each file as given, and every regular file under each directory (recursively, in sorted order).
+    """Each file as given, and every regular file under each directory (recursively, in sorted order), leaving out
+    the partial files of writes in progress or killed (:func:`~airflow_hi_stow.storage.files.is_partial`).
 
     A path that does not exist is passed through, so that it is reported instead of silently dropped.
     """
@@ -40,7 +42,7 @@ def expand_local(paths: Iterable[str | os.PathLike[str]]) -> Iterator[str]:
                 subdirs.sort()
                 for name in sorted(files):
                     candidate = Path(directory, name)
-                    if candidate.is_file():
+                    if not is_partial(name) and candidate.is_file():
                         yield str(candidate)
         else:
             yield str(root)
