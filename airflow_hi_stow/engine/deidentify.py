@@ -48,7 +48,7 @@ from airflow_hi_stow.sources.instances import InstanceFile, LocalFile
 from airflow_hi_stow.sources.read_ahead import SourceReadError, copy_to, read_ahead
 from airflow_hi_stow.sources.resolve import FileList, refuse_overlap, resolve_sources, write_file_list
 from airflow_hi_stow.sources.s3 import S3Client, is_s3_uri, split_s3_uri
-from airflow_hi_stow.storage.files import remove_stale_partials
+from airflow_hi_stow.storage.files import Unwritable, remove_stale_partials
 from airflow_hi_stow.storage.locations import LocalLocation, Location
 from airflow_hi_stow.storage.targets import open_target, within
 
@@ -133,17 +133,22 @@ def deidentify_source(
                     written.add(os.path.join(held.local_root, outcome.output))
                 progress.add(outcome)
 
-            report = run_deidentification(
-                copies.track(_inputs(source, s3_client, copies)),
-                LocalDirectory(target.local_root),
-                LocalDirectory(held.local_root),
-                key,
-                options,
-                burned_in,
-                _linkage_sink(linkage),
-                workers,
-                settle,
-            )
+            try:
+                report = run_deidentification(
+                    copies.track(_inputs(source, s3_client, copies)),
+                    LocalDirectory(target.local_root),
+                    LocalDirectory(held.local_root),
+                    key,
+                    options,
+                    burned_in,
+                    _linkage_sink(linkage),
+                    workers,
+                    settle,
+                )
+            except Unwritable as exc:
+                staged = str(exc).startswith(f"cannot write {staging}")
+                where = f"; the local staging directory of the S3 transfers is under {staging.parent}" if staged else ""
+                raise Unwritable(exc.errno, f"{exc}{where}; no list of outputs was written") from None
         for folder in written:  # what tries killed mid-write left there (S3 targets are staged under scratch)
             remove_stale_partials(Path(folder))
         manifest = records.put_file(OUTPUTS, io.BytesIO(write_file_list(outputs)))
@@ -232,10 +237,13 @@ class _StagedCopies:
         self._taken: deque[str | None] = deque()
 
     def copy(self, file: InstanceFile) -> InputFile:
+        target = self.root / f"{next(self._numbers):09d}"
         try:
-            path = copy_to(file, self.root / f"{next(self._numbers):09d}")
+            path = copy_to(file, target)
         except SourceReadError as exc:
             return MissingInput(file.name, reason_key(exc.strerror or "the source could not be read"))
+        except OSError as exc:  # the staging directory is full or unwritable
+            raise Unwritable.of(target, exc) from None
         return LocalInput(str(path), file.name, file.size)
 
     def track(self, inputs: Iterable[InputFile]) -> Iterator[InputFile]:

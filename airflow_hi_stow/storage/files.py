@@ -8,10 +8,11 @@ their partial copy; :func:`remove_stale_partials` removes those left by processe
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
-import shutil
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -20,6 +21,18 @@ _OWNER_SEPARATOR = "~"  # never in a host name
 _NAME_MAX = 255
 """Bytes in one file name (Linux, macOS); a target name too long to carry the suffix is shortened to a digest."""
 _COPY_BUFFER = 1024 * 1024
+
+
+class Unwritable(OSError):
+    """A file could not be written (a full disk, a read-only folder...): ``Unwritable(errno, message)``, the
+    message naming the place and why (see :meth:`of`). Picklable, so it crosses from worker processes whole."""
+
+    @classmethod
+    def of(cls, target: Path, cause: OSError) -> Unwritable:
+        return cls(cause.errno, f"cannot write {target} ({cause.strerror or type(cause).__name__})")
+
+    def __str__(self) -> str:
+        return str(self.strerror)
 
 
 def process_owner() -> str:
@@ -46,40 +59,76 @@ def write_whole(target: Path, data: bytes | BinaryIO, *, owner: str = "", mode: 
     """Write ``data`` (bytes, or the rest of a stream) to ``target`` whole or not at all. ``mode`` is set when the
     file is created (``0o600`` keeps it from other users from the first byte); ``sync`` puts it on disk before it
     replaces anything, so that it survives a machine crash, not only a killed process. ``owner``
-    (:func:`process_owner`) when other processes may write the same target at the same time."""
-    target.parent.mkdir(parents=True, exist_ok=True)
+    (:func:`process_owner`) when other processes may write the same target at the same time. Raises
+    :class:`Unwritable` when the file cannot be written; an error reading ``data`` passes as it is."""
     partial = partial_path(target, owner)
-    descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:
-        with os.fdopen(descriptor, "wb") as out:
-            if isinstance(data, bytes | bytearray | memoryview):
-                out.write(data)
-            else:
-                shutil.copyfileobj(data, out, _COPY_BUFFER)
-            out.flush()
+        target.parent.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    except OSError as exc:
+        raise Unwritable.of(target, exc) from None
+    try:
+        try:
+            for block in _blocks(data):
+                _write_all(descriptor, target, block)
             if sync:
-                os.fsync(out.fileno())
-        os.replace(partial, target)
+                _on_disk(descriptor, target)
+        finally:
+            os.close(descriptor)
+        try:
+            os.replace(partial, target)
+        except OSError as exc:
+            raise Unwritable.of(target, exc) from None
     except BaseException:
-        partial.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            partial.unlink()
         raise
     return target
 
 
+def _write_all(descriptor: int, target: Path, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        try:
+            view = view[os.write(descriptor, view) :]
+        except OSError as exc:
+            raise Unwritable.of(target, exc) from None
+
+
+def _on_disk(descriptor: int, target: Path) -> None:
+    try:
+        os.fsync(descriptor)
+    except OSError as exc:
+        raise Unwritable.of(target, exc) from None
+
+
+def _blocks(data: bytes | BinaryIO) -> Iterator[bytes]:
+    if isinstance(data, bytes | bytearray | memoryview):
+        yield bytes(data)
+        return
+    while block := data.read(_COPY_BUFFER):
+        yield block
+
+
 def append_lines_durably(path: Path, data: bytes) -> None:
     """Append whole lines to ``path`` and put them on disk. A line an earlier, killed writer left without its
-    newline is ended first, so that it stays a line of its own (skipped by readers) instead of swallowing these."""
-    descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+    newline is ended first, so that it stays a line of its own (skipped by readers) instead of swallowing these.
+    Raises :class:`Unwritable`."""
     try:
-        size = os.fstat(descriptor).st_size
-        if size and os.pread(descriptor, 1, size - 1) != b"\n":
-            data = b"\n" + data
-        view = memoryview(data)
-        while view:
-            view = view[os.write(descriptor, view) :]
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            size = os.fstat(descriptor).st_size
+            if size and os.pread(descriptor, 1, size - 1) != b"\n":
+                data = b"\n" + data
+            _write_all(descriptor, path, data)
+            _on_disk(descriptor, path)
+        finally:
+            os.close(descriptor)
+    except Unwritable:
+        raise
+    except OSError as exc:
+        raise Unwritable.of(path, exc) from None
 
 
 def remove_stale_partials(directory: Path) -> int:

@@ -19,7 +19,7 @@ from typing import BinaryIO, Protocol
 from botocore.exceptions import BotoCoreError, ClientError
 
 from airflow_hi_stow.sources.s3 import S3Client, is_s3_uri, split_s3_uri
-from airflow_hi_stow.storage.files import append_lines_durably, is_partial, write_whole
+from airflow_hi_stow.storage.files import Unwritable, append_lines_durably, is_partial, write_whole
 
 
 class Location(Protocol):
@@ -63,7 +63,6 @@ class LocalLocation:
         return str(self.root)
 
     def append_lines(self, name: str, lines: Sequence[str]) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
         with self._append:
             append_lines_durably(self.root / f"{name}.jsonl", "".join(f"{line}\n" for line in lines).encode())
 
@@ -82,6 +81,8 @@ class LocalLocation:
             target.parent.mkdir(parents=True, exist_ok=True)
         except FileExistsError:  # a file where the folder should be
             raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(target.parent)) from None
+        except OSError as exc:
+            raise Unwritable.of(target.parent, exc) from None
         # on disk before it replaces anything (a move deletes the source next)
         return str(write_whole(target, stream, sync=True))
 
