@@ -55,6 +55,7 @@ def error_reason(body: bytes, error_type_header: str | None = None) -> str:
     AWS error messages may quote the canonical request; only the first line is kept, and redacted.
     """
     message = ""
+    page = False
     document = _json_object(body)
     if document is not None:
         message = str(document.get("message") or document.get("Message") or "").strip()
@@ -62,9 +63,11 @@ def error_reason(body: bytes, error_type_header: str | None = None) -> str:
     elif body:
         message = body[:2000].decode("utf-8", "replace").strip().splitlines()[0] if body.strip() else ""
         if message.lstrip().startswith("<"):
-            message = ""  # an HTML or XML page says nothing useful in one line
+            message, page = "", True  # an HTML or XML page says nothing useful in one line
     parts = [part for part in (error_type(body, error_type_header) or "", message) if part]
-    return redact(": ".join(parts)) if parts else "no reason given"
+    if parts:
+        return redact(": ".join(parts))
+    return "no reason given (an HTML or XML page)" if page else "no reason given"
 
 
 class StowError(Exception):
