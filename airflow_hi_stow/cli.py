@@ -14,6 +14,7 @@ import botocore.session
 
 from airflow_hi_stow.core import healthimaging, redaction, sigv4
 from airflow_hi_stow.core.batching import DEFAULT_MAX_BATCH_BYTES, DEFAULT_MAX_BATCH_INSTANCES
+from airflow_hi_stow.core.names import printable
 from airflow_hi_stow.core.results import Outcome, StoreResult
 from airflow_hi_stow.engine.importer import Collector, ImportSettings, run_import
 from airflow_hi_stow.storage.files import write_whole
@@ -59,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     store.add_argument("--no-verify-ssl", action="store_true", help="do not verify the endpoint's certificate")
     store.add_argument("--quiet", action="store_true", help="print only the files that were not stored")
     store.add_argument("--json", metavar="PATH", help="also write every file's outcome as JSON to PATH")
+    store.add_argument(
+        "--follow-symlinks", action="store_true", help="follow symbolic links in source folders that point out of them"
+    )
     store.set_defaults(handler=run_store)
 
     try:
@@ -88,6 +92,7 @@ def run_store(args: argparse.Namespace) -> int:
         max_batch_bytes=int(args.batch_mb * 1024**2),
         max_batch_instances=args.batch_instances,
         max_connections=args.connections,
+        follow_symlinks=args.follow_symlinks,
     )
     client = StowClient(
         f"{endpoint}/datastore/{args.datastore_id}",
@@ -121,7 +126,7 @@ def report(result: StoreResult, elapsed: float, *, quiet: bool = False) -> None:
     for item in result.instances:
         if quiet and item.outcome is Outcome.STORED:
             continue
-        line = f"{item.outcome.value:<20} {item.source}"
+        line = f"{item.outcome.value:<20} {printable(item.source)}"
         print(f"{line}  {item.reason}" if item.reason else line)
     counts = result.counts()
     sent = sum(request.sent_bytes for request in result.requests)

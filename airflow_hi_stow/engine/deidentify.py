@@ -86,12 +86,14 @@ def deidentify_source(
     s3_client: Callable[[], S3Client] | None = None,
     workers: int | None = None,
     progress_interval: float = 30.0,
+    follow_symlinks: bool = False,
     log: Log = logger,
 ) -> dict[str, Any]:
     """De-identify every file ``source`` names into ``destination`` (``<study>/<series>/<instance>.dcm`` by the
     new UIDs); quarantine the rest, originals with a reason beside each, in ``quarantine`` (default:
     ``<destination>-quarantine``). ``linkage``, when given, receives ``linkage.csv`` (original -> replacement:
-    patient data).
+    patient data). ``follow_symlinks``: follow symbolic links found in source folders out of them (see
+    :func:`~airflow_hi_stow.sources.resolve.resolve_sources`; by default each is quarantined with that reason).
 
     Returns the summary, itself a source for the next step: ``{"manifest": <file list of the outputs>, "files",
     "destination", "quarantine", "report", "counts", ...}``; its size does not grow with the number of files.
@@ -135,7 +137,7 @@ def deidentify_source(
 
             try:
                 report = run_deidentification(
-                    copies.track(_inputs(source, s3_client, copies)),
+                    copies.track(_inputs(source, s3_client, copies, follow_symlinks)),
                     LocalDirectory(target.local_root),
                     LocalDirectory(held.local_root),
                     key,
@@ -260,7 +262,9 @@ class _StagedCopies:
             Path(path).unlink(missing_ok=True)
 
 
-def _inputs(source: Any, s3_client: Callable[[], S3Client] | None, copies: _StagedCopies) -> Iterator[InputFile]:
+def _inputs(
+    source: Any, s3_client: Callable[[], S3Client] | None, copies: _StagedCopies, follow_symlinks: bool
+) -> Iterator[InputFile]:
     """The de-identification inputs of a source, in order: local files in place, others copied ahead."""
 
     def prepare(item: InstanceFile | InstanceResult) -> InputFile:
@@ -273,7 +277,7 @@ def _inputs(source: Any, s3_client: Callable[[], S3Client] | None, copies: _Stag
     def cost(item: InstanceFile | InstanceResult) -> int:
         return 0 if isinstance(item, InstanceResult | LocalFile) else item.size
 
-    return read_ahead(resolve_sources(source, s3_client), prepare, cost=cost)
+    return read_ahead(resolve_sources(source, s3_client, follow_symlinks=follow_symlinks), prepare, cost=cost)
 
 
 class _LocationLinkage:

@@ -68,6 +68,8 @@ class ImportSettings:
     """Threads reading DICOM headers (ranged GETs for S3) and re-hashing files on resume."""
     resume: bool = True
     """Skip the instances that an earlier try of the same task instance confirmed stored."""
+    follow_symlinks: bool = False
+    """Follow symbolic links found in source folders out of them (see ``sources.resolve.expand_local``)."""
     progress_interval: float = 15.0
     raise_on_error: bool = False
     """Stop at the first request that fails as a whole and raise its error (after the manifest is written)."""
@@ -181,7 +183,10 @@ def run_import(
     manifest: str | None = None
     try:
         files: list[InstanceFile] = []
-        for item in resolve_sources(source, s3_client, threads=settings.header_threads):
+        found = resolve_sources(
+            source, s3_client, threads=settings.header_threads, follow_symlinks=settings.follow_symlinks
+        )
+        for item in found:
             if collect is not None:
                 collect.saw(item.source if isinstance(item, InstanceResult) else item.name)
             if isinstance(item, InstanceResult):

@@ -86,6 +86,9 @@ class DeidentifyDicomOperator(AwsBaseOperator[S3Hook]):
     :param workers: worker processes (default: one per core, from 64 inputs on).
     :param aws_conn_id: the AWS connection for ``s3://`` sources, destinations and locations (templated).
     :param progress_interval: seconds between progress lines in the task log.
+    :param follow_symlinks: follow symbolic links found in source folders (or matched by a glob) that point out of
+        them; by default each is reported with that reason and never read, so that a link planted in an incoming
+        folder cannot make the task read another file. A path named in ``source`` itself is always followed.
     """
 
     aws_hook_class = S3Hook
@@ -129,6 +132,7 @@ class DeidentifyDicomOperator(AwsBaseOperator[S3Hook]):
         linkage_location: str | None = None,
         workers: int | None = None,
         progress_interval: float = 30.0,
+        follow_symlinks: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -155,6 +159,7 @@ class DeidentifyDicomOperator(AwsBaseOperator[S3Hook]):
         self.linkage_location = linkage_location
         self.workers = workers
         self.progress_interval = progress_interval
+        self.follow_symlinks = follow_symlinks
 
     def execute(self, context: Context) -> dict[str, Any]:
         try:
@@ -185,6 +190,7 @@ class DeidentifyDicomOperator(AwsBaseOperator[S3Hook]):
             s3_client=s3_client,
             workers=self.workers,
             progress_interval=self.progress_interval,
+            follow_symlinks=self.follow_symlinks,
             log=self.log,
         )
         violation = quarantine_violation(limit, summary["counts"])

@@ -13,6 +13,7 @@ import ast
 import glob
 import json
 import os
+import stat
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -29,23 +30,65 @@ from airflow_hi_stow.storage.files import is_partial
 _GLOB_CHARACTERS = frozenset("*?[")
 
 
-def expand_local(paths: Iterable[str | os.PathLike[str]]) -> Iterator[str]:
-    """Each file as given, and every regular file under each directory (recursively, in sorted order), leaving out
-    the partial files of writes in progress or killed (:func:`~airflow_hi_stow.storage.files.is_partial`).
+OUTSIDE_LINK = "a symbolic link to outside the source folder, not followed (follow_symlinks follows it)"
 
-    A path that does not exist is passed through, so that it is reported instead of silently dropped.
+
+def expand_local(
+    paths: Iterable[str | os.PathLike[str]], *, follow_symlinks: bool = False, within: str | None = None
+) -> Iterator[str | InstanceResult]:
+    """Each path as given, and every file under each directory (recursively, in sorted order), leaving out the
+    partial files of writes in progress or killed (:func:`~airflow_hi_stow.storage.files.is_partial`).
+
+    Symbolic links met inside a directory (or matched by a glob, ``within`` its fixed folder) are not followed out
+    of it unless ``follow_symlinks``: each comes out as a REJECTED result saying so (one planted in an incoming
+    folder could otherwise make a run read, send or quarantine a copy of any file the worker can read). A link to
+    a file inside the folder stands for that file, listed once; a link to a folder inside it is not walked twice.
+    A path that does not exist (a dangling link too) is passed through, so that it is reported, not dropped.
     """
     for path in paths:
         root = Path(path)
-        if root.is_dir():
-            for directory, subdirs, files in os.walk(root):
-                subdirs.sort()
-                for name in sorted(files):
-                    candidate = Path(directory, name)
-                    if not is_partial(name) and candidate.is_file():
-                        yield str(candidate)
-        else:
-            yield str(root)
+        outside = _outside_link(str(root), within, follow_symlinks)
+        if outside is not None or not root.is_dir():
+            yield outside or str(root)
+            continue
+        inside = os.path.realpath(root)
+        walked = {inside}
+        for directory, subdirs, files in os.walk(root, followlinks=follow_symlinks):
+            for name in sorted(subdirs):
+                folder = os.path.join(directory, name)
+                real = os.path.realpath(folder)
+                if not os.path.islink(folder):
+                    walked.add(real)
+                elif follow_symlinks and real in walked:  # a loop, or a folder walked already
+                    subdirs.remove(name)
+                elif not follow_symlinks and not _inside(real, inside):
+                    yield _nothing(folder, OUTSIDE_LINK)
+            subdirs.sort()
+            for name in sorted(files):
+                candidate = os.path.join(directory, name)
+                if is_partial(name):
+                    continue
+                if os.path.islink(candidate) and not follow_symlinks:
+                    real = os.path.realpath(candidate)
+                    if not _inside(real, inside):
+                        yield _nothing(candidate, OUTSIDE_LINK)
+                    elif os.path.isfile(real):
+                        yield os.path.join(root, os.path.relpath(real, inside))
+                    else:
+                        yield candidate  # dangling: reported as missing
+                else:
+                    yield candidate  # not a regular file (a pipe, a socket...) or gone: reported by from_path
+
+
+def _inside(real: str, folder: str) -> bool:
+    return real == folder or real.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def _outside_link(path: str, within: str | None, follow_symlinks: bool) -> InstanceResult | None:
+    """A glob's match that is a link to outside the glob's folder (when links are not followed)."""
+    if within is None or follow_symlinks or not os.path.islink(path):
+        return None
+    return None if _inside(os.path.realpath(path), os.path.realpath(within)) else _nothing(path, OUTSIDE_LINK)
 
 
 @dataclass(frozen=True)
@@ -146,11 +189,17 @@ def _parse_list(text: str) -> list[Any] | None:
 
 
 def resolve_sources(
-    source: Any, s3_client: Callable[[], S3Client] | None = None, *, threads: int = 8
+    source: Any,
+    s3_client: Callable[[], S3Client] | None = None,
+    *,
+    threads: int = 8,
+    follow_symlinks: bool = False,
 ) -> Iterator[InstanceFile | InstanceResult]:
     """Every file a source names, once, in order: local files (hashing as they are read, see
     :mod:`~airflow_hi_stow.sources.fingerprints`) and S3 objects. An entry naming nothing (a missing path, a glob or
-    prefix without matches, an unreadable listing) comes out as a REJECTED result with the reason, never dropped.
+    prefix without matches, an unreadable listing) comes out as a REJECTED result with the reason, never dropped;
+    so does a symbolic link found in a folder that points outside it, unless ``follow_symlinks`` (see
+    :func:`expand_local`; a path named in the source itself is always followed).
 
     Entries are looked up in ``threads`` threads (a list of many S3 keys needs one request per key).
     ``s3_client`` is called once, when the first ``s3://`` entry is met.
@@ -160,11 +209,11 @@ def resolve_sources(
 
     def look_up(entry: str | FileList) -> list[InstanceFile | InstanceResult]:
         if not isinstance(entry, FileList):
-            return _look_up_entry(client, entry)
+            return _look_up_entry(client, entry, follow_symlinks)
         listed = _listed_entries(client, entry)
         if isinstance(listed, InstanceResult):
             return [listed]
-        return [item for name in listed for item in _look_up_entry(client, name)]
+        return [item for name in listed for item in _look_up_entry(client, name, follow_symlinks)]
 
     seen: set[str] = set()
     with ThreadPoolExecutor(threads, thread_name_prefix="hi-stow-list") as pool:
@@ -191,9 +240,9 @@ class _Once:
             return self.client
 
 
-def _look_up_entry(client: _Once, entry: str) -> list[InstanceFile | InstanceResult]:
+def _look_up_entry(client: _Once, entry: str, follow_symlinks: bool) -> list[InstanceFile | InstanceResult]:
     if not is_s3_uri(entry):
-        return list(_local_files(entry))
+        return list(_local_files(entry, follow_symlinks))
     s3 = client()
     if s3 is None:
         return [_nothing(entry, "an s3:// source needs an S3 connection")]
@@ -238,29 +287,34 @@ def _s3_files(client: S3Client, uri: str) -> Iterator[InstanceFile | InstanceRes
         yield _nothing(uri, "no S3 object matches")
 
 
-def _local_files(entry: str) -> Iterator[InstanceFile | InstanceResult]:
+def _local_files(entry: str, follow_symlinks: bool) -> Iterator[InstanceFile | InstanceResult]:
     if not os.path.lexists(entry) and _GLOB_CHARACTERS & set(entry):
         matches = sorted(glob.glob(entry, recursive=True))
         if not matches:
             yield _nothing(entry, "no file matches the pattern")
-        for path in expand_local(matches):
-            yield from _local_file(path)
+        found = expand_local(matches, follow_symlinks=follow_symlinks, within=_folder_of(entry))
+        for path in found:
+            yield path if isinstance(path, InstanceResult) else from_path(path)
         return
     if os.path.isdir(entry):
         count = 0
-        for path in expand_local([entry]):
+        for path in expand_local([entry], follow_symlinks=follow_symlinks):
             count += 1
-            yield from _local_file(path)
+            yield path if isinstance(path, InstanceResult) else from_path(path)
         if not count:
             yield _nothing(entry, "the directory holds no file")
         return
-    yield from _local_file(entry)
+    yield from_path(entry)
 
 
-def _local_file(path: str) -> Iterator[InstanceFile | InstanceResult]:
+def from_path(path: str) -> InstanceFile | InstanceResult:
+    """The local file at ``path``, or a REJECTED result saying why there is none (a pipe or a device is never
+    opened: reading one could wait for ever)."""
     try:
-        yield HashingLocalFile.at(path)
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return _nothing(path, "not a regular file")
+        return HashingLocalFile.at(path)
     except FileNotFoundError:
-        yield _nothing(path, "no such file or directory")
+        return _nothing(path, "no such file or directory")
     except OSError as exc:
-        yield _nothing(path, f"cannot read the file ({exc.strerror or type(exc).__name__})")
+        return _nothing(path, f"cannot read the file ({exc.strerror or type(exc).__name__})")

@@ -7,6 +7,7 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 
+from airflow_hi_stow.core.names import printable
 from airflow_hi_stow.core.results import RetryCause
 
 _SHOWN_SOURCES = 5
@@ -19,8 +20,8 @@ _SECRETS = (
 
 
 def describe_sources(sources: Sequence[str]) -> str:
-    """``a.dcm, b.dcm (+3 more)``."""
-    shown = ", ".join(sources[:_SHOWN_SOURCES])
+    """``a.dcm, b.dcm (+3 more)``, control characters of the names escaped."""
+    shown = ", ".join(printable(source) for source in sources[:_SHOWN_SOURCES])
     more = len(sources) - _SHOWN_SOURCES
     return f"{shown} (+{more} more)" if more > 0 else shown
 
