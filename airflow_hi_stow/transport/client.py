@@ -289,7 +289,7 @@ class StowClient:
         response = exchange.response
         status = response.status_code
         request_id = next((response.headers[h] for h in REQUEST_ID_HEADERS if h in response.headers), None)
-        module = _store_response(response) if (200 <= status < 300 or status in (400, 409)) else None
+        module = parse_answer(response.content) if (200 <= status < 300 or status in (400, 409)) else None
         retrieve_url: str | None = None
         other: tuple[str, ...] = ()
         if module is None:
@@ -436,11 +436,12 @@ def match_response(module: StoreResponse, instances: Sequence[DicomInstance], st
     return results
 
 
-def _store_response(response: requests.Response) -> StoreResponse | None:
-    """The Store Instances Response Module, whatever the Content-Type says; None when the body is not one."""
-    if not response.content:
+def parse_answer(content: bytes) -> StoreResponse | None:
+    """The Store Instances Response Module in an answer's body, whatever its Content-Type says; None when the body
+    is not one (empty, not JSON or not UTF-8, nested deeper than the JSON decoder goes, another document)."""
+    if not content:
         return None
     try:
-        return parse_store_response(json.loads(response.content))
-    except (ValueError, NotAStoreResponse):
+        return parse_store_response(json.loads(content))
+    except (ValueError, RecursionError, NotAStoreResponse):
         return None
