@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 OLDEST_AIRFLOW := 3.0.6
 OLDEST_VENV ?= .venv-airflow-$(OLDEST_AIRFLOW)
 
-.PHONY: venv lint test test-oldest-airflow demo bench scale-test airflow compose-test clean
+.PHONY: venv lint test test-oldest-airflow demo bench bench-scale scale-test airflow compose-test clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "airflow-hi-stow needs Python >= 3.11")'
@@ -47,12 +47,21 @@ demo: venv
 airflow: venv
 	$(BIN)/python -m airflow_hi_stow.local_airflow --output airflow-local --dags-folder dags
 
+# Writes docs/benchmarks.md (about 15 minutes; `make bench QUICK=1` for a smoke run of a few minutes). The peers
+# (dicomweb-client, requests-aws4auth) are installed by bench/throughput.py into build/peers-venv, never here.
+BENCH_QUICK := $(if $(QUICK),--quick,)
 bench: venv
-	$(BIN)/python bench/memory.py
-	$(BIN)/python bench/emulator_ingest.py
-	$(BIN)/python bench/import_engine.py
-	$(BIN)/python bench/deid.py
-	$(BIN)/python bench/validate.py
+	$(BIN)/python bench/throughput.py $(BENCH_QUICK)
+	$(BIN)/python bench/emulator_ingest.py $(BENCH_QUICK)
+	$(BIN)/python bench/memory.py $(if $(QUICK),--gb 0.3,)
+	$(BIN)/python bench/import_engine.py $(if $(QUICK),--files 400,)
+	$(BIN)/python bench/deid.py $(if $(QUICK),--repeat 1,)
+	$(BIN)/python bench/validate.py $(if $(QUICK),--small 800 --large 200 --repeat 1,)
+
+# 100,000 instances through PartitionDicomOperator and mapped StoreDicomOperator in a dag.test() into the emulator
+# (about 10 minutes, 8 GB of disk in build/ while it runs); not part of `make bench` or `make test`.
+bench-scale: venv
+	$(BIN)/python bench/scale.py $(if $(QUICK),--instances 10000 --shards 8,)
 
 # docker-compose.yaml for real under podman (not part of `make test`; needs root; see docs/compose.md): builds local
 # images, brings the stack up, triggers the sample pipeline through the REST API, checks the emulator, tears down.

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-try:
-    __version__ = version("airflow-hi-stow")
-except PackageNotFoundError:  # running from a source tree that is not installed
-    __version__ = "0.0.0"
+__version__ = "0.1.0"
+"""The package's version (pyproject.toml reads it from here: no metadata scan at import, about 60 ms)."""
 
 
 def get_provider_info() -> dict[str, Any]:

@@ -9,19 +9,16 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import botocore.session
-
-from airflow_hi_stow.core import healthimaging, redaction, sigv4
+from airflow_hi_stow.core import healthimaging, redaction
 from airflow_hi_stow.core.batching import DEFAULT_MAX_BATCH_BYTES, DEFAULT_MAX_BATCH_INSTANCES
 from airflow_hi_stow.core.names import printable
-from airflow_hi_stow.core.results import Outcome, StoreResult
-from airflow_hi_stow.engine.importer import Collector, ImportSettings, run_import
-from airflow_hi_stow.storage.files import write_whole
-from airflow_hi_stow.storage.locations import LocalLocation
-from airflow_hi_stow.transport.auth import SigV4StowAuth
-from airflow_hi_stow.transport.client import StowClient
-from airflow_hi_stow.transport.session import HttpSettings
+from airflow_hi_stow.core.payload_signing import PayloadSigning
+from airflow_hi_stow.core.results import Outcome
+
+if TYPE_CHECKING:
+    from airflow_hi_stow.core.results import StoreResult
 
 EXIT_OK = 0
 EXIT_NOT_ALL_STORED = 1
@@ -49,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     store.add_argument("--study", metavar="UID", help="use StoreDICOMStudy for this Study Instance UID")
     store.add_argument("--per-study", action="store_true", help="send each study with StoreDICOMStudy")
     store.add_argument("--profile", help="AWS profile to take credentials from")
-    store.add_argument("--payload-signing", choices=[mode.value for mode in sigv4.PayloadSigning], default="streaming")
+    store.add_argument("--payload-signing", choices=[mode.value for mode in PayloadSigning], default="streaming")
     store.add_argument("--batch-mb", type=float, default=DEFAULT_MAX_BATCH_BYTES / 1024**2, help="bytes per request")
     store.add_argument("--batch-instances", type=int, default=DEFAULT_MAX_BATCH_INSTANCES)
     store.add_argument("--connections", type=int, default=4, help="parallel requests at most (default: 4)")
@@ -75,6 +72,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run_store(args: argparse.Namespace) -> int:
+    # Imported here, so that ``--help`` and the emulator command start without botocore, requests and the engine.
+    import botocore.session
+
+    from airflow_hi_stow.engine.importer import Collector, ImportSettings, run_import
+    from airflow_hi_stow.storage.files import write_whole
+    from airflow_hi_stow.storage.locations import LocalLocation
+    from airflow_hi_stow.transport.auth import SigV4StowAuth
+    from airflow_hi_stow.transport.client import StowClient
+    from airflow_hi_stow.transport.session import HttpSettings
+
     session = botocore.session.Session(profile=args.profile)
     region = args.region or session.get_config_variable("region")
     if not region:

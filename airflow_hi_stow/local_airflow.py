@@ -167,15 +167,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=8080)
     args = parser.parse_args(argv)
     output = args.output.resolve()
-    data = output / "data"
-    if not (data / "dicom").exists():
-        write_demo_set(data)
+    data = output / "data"  # as the sample DAGs' params expect it: data/incoming, data/deidentified, data/quarantine
+    if not (data / "incoming").exists():
+        write_demo_set(data / "incoming")
     with start_emulator(output / "emulator") as emulator:
-        environment = airflow_environment(output / "airflow", args.dags_folder, emulator, output / "manifests")
+        environment = airflow_environment(
+            output / "airflow", args.dags_folder, emulator, output / "manifests", HI_STOW_SAMPLE_DATA=str(data)
+        )
         with local_airflow(environment, args.port, output / "airflow-standalone.log") as running:
             print(f"Airflow:   {running.url}  (user {USER}, password {running.password})")
             print(f"Emulator:  {emulator.url}, data store {emulator.datastore_id} (connection {AWS_CONN_ID})")
-            print(f"Data:      {data / 'dicom'}  ({SAMPLE_NOTE})")
+            print(f"Data:      {data / 'incoming'}  ({SAMPLE_NOTE})")
             print("Trigger hi_stow_local_pipeline from the UI with its default params. Ctrl-C stops everything.")
             stop = {"now": False}
             for name in (signal.SIGINT, signal.SIGTERM):

@@ -9,7 +9,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
-HEADER = "# Benchmarks\n\nEach section is written by the script it names; rerun the command to refresh it.\n"
+HEADER = (
+    "# Benchmarks\n\nEach section between markers is written by the script it names; rerun the command to refresh it.\n"
+)
 
 
 def machine() -> str:

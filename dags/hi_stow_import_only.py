@@ -1,5 +1,13 @@
-"""hi_stow_import_only: import DICOM P10 files into an AWS HealthImaging data store, one mapped task per study, then
-read back where they landed (primary and non-primary image sets).
+"""hi_stow_import_only: validate and import DICOM P10 files that are already clean (de-identified, or meant to be
+stored as they are) into an AWS HealthImaging data store, one mapped task per study, then read back where they
+landed (primary and non-primary image sets).
+
+```mermaid
+flowchart LR
+    A[source] --> V[validate] -- good files --> P[find_studies] --> S["store_study (mapped)"] --> R[report]
+    V -- refused --> Q[(quarantine)]
+    L[later_deliveries] --> VR["validate_resend (mapped)"] --> SR["store_resend (mapped)"] --> R
+```
 
 Connection ``aws_healthimaging``: an AWS connection (keys, a profile or ``role_arn``) with the extras ``region_name``
 and ``datastore_id`` (and, where the network needs them, ``verify`` and ``config_kwargs.proxies``). Add ``endpoint_url`` to reach the local emulator (``hi-stow emulator``); leave it out for AWS.
@@ -8,6 +16,7 @@ Nothing else changes between the two.
 Params (e.g. ``airflow dags test hi_stow_import_only -c '{"source": "/data/incoming"}'``):
 
 - ``source``: a directory (recursive), a glob, a file, an ``s3://bucket/prefix``, or a list of these.
+- ``quarantine``: where files HealthImaging would refuse or mis-file are kept, each with a reason file.
 - ``resend_source``: optional, stored after ``source``: a second delivery, such as studies a PACS re-sent with
   corrections (HealthImaging puts instances that conflict with what is stored into non-primary image sets).
 - ``report_path``: optional file the JSON report is written to.
@@ -16,6 +25,8 @@ Params (e.g. ``airflow dags test hi_stow_import_only -c '{"source": "/data/incom
 from __future__ import annotations
 
 import json
+import os
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +37,13 @@ from airflow_hi_stow.core.report import build_import_report
 from airflow_hi_stow.hooks.healthimaging import HealthImagingStowHook
 from airflow_hi_stow.operators.partition import PartitionDicomOperator
 from airflow_hi_stow.operators.store import StoreDicomOperator
+from airflow_hi_stow.operators.validate import ValidateDicomOperator
 from airflow_hi_stow.readback.image_sets import describe_image_sets
 from airflow_hi_stow.storage.files import write_whole
 
 CONN_ID = "aws_healthimaging"
+POOL = "healthimaging"
+SAMPLE_DATA = os.environ.get("HI_STOW_SAMPLE_DATA", "/data/dicom")
 
 with DAG(
     dag_id="hi_stow_import_only",
@@ -38,21 +52,26 @@ with DAG(
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     render_template_as_native_obj=True,
+    default_args={"retries": 2, "retry_delay": timedelta(seconds=30)},
     params={
-        "source": Param("/data/dicom/incoming", type=["string", "array"], description="what to import"),
+        "source": Param(f"{SAMPLE_DATA}/incoming", type=["string", "array"], description="what to import"),
         "resend_source": Param(None, type=["null", "string", "array"], description="a later delivery"),
+        "quarantine": Param(f"{SAMPLE_DATA}/quarantine", type="string", description="files that cannot go on"),
         "report_path": Param(None, type=["null", "string"], description="write the JSON report here"),
     },
     tags=["healthimaging", "dicom", "sample"],
     doc_md=__doc__,
 ) as dag:
+    validated = ValidateDicomOperator(
+        task_id="validate", source="{{ params.source }}", quarantine="{{ params.quarantine }}", aws_conn_id=CONN_ID
+    )
     studies = PartitionDicomOperator(
-        task_id="find_studies", source="{{ params.source }}", group_by="study", shard_bytes=1, max_shards=512,
+        task_id="find_studies", source=validated.output, group_by="study", shard_bytes=1, max_shards=512,
         aws_conn_id=CONN_ID,
     )  # fmt: skip
-    stored = StoreDicomOperator.partial(task_id="store_study", aws_conn_id=CONN_ID, per_study=True).expand(
-        source=studies.output
-    )
+    stored = StoreDicomOperator.partial(
+        task_id="store_study", aws_conn_id=CONN_ID, per_study=True, pool=POOL, retries=3
+    ).expand(source=studies.output)
 
     @task
     def later_deliveries(params: dict[str, Any] | None = None) -> list[Any]:
@@ -60,20 +79,24 @@ with DAG(
         resend = (params or {}).get("resend_source")
         return [resend] if resend else []
 
-    resent = StoreDicomOperator.partial(task_id="store_resend", aws_conn_id=CONN_ID, per_study=True).expand(
-        source=later_deliveries()
-    )
+    resend_validated = ValidateDicomOperator.partial(
+        task_id="validate_resend", quarantine="{{ params.quarantine }}", aws_conn_id=CONN_ID
+    ).expand(source=later_deliveries())
+    resent = StoreDicomOperator.partial(
+        task_id="store_resend", aws_conn_id=CONN_ID, per_study=True, pool=POOL, retries=3
+    ).expand(source=resend_validated.output)
     stored >> resent
 
-    @task(trigger_rule=TriggerRule.ALL_DONE)
-    def report(first: Any, later: Any, params: dict[str, Any] | None = None) -> dict[str, Any]:
+    @task(trigger_rule=TriggerRule.ALL_DONE, multiple_outputs=False)  # one XCom: the report
+    def report(first: Any, later: Any, validation: Any, params: dict[str, Any] | None = None) -> dict[str, Any]:
         """Merge the store summaries (``first``, ``later``: the mapped store tasks' XComs) and read the image sets
         back with SearchImageSets and GetImageSet."""
-        summaries = [*first, *later]
+        summaries = [*(first or []), *(later or [])]
         studies = {study for summary in summaries if summary for study in summary.get("image_sets", {})}
         hook = HealthImagingStowHook(CONN_ID)
         image_sets = [info.to_dict() for info in describe_image_sets(hook.conn, str(hook.datastore_id), studies)]
         result = build_import_report(summaries, image_sets)
+        result["validation"] = validation
         if report_path := (params or {}).get("report_path"):
             write_whole(Path(report_path), json.dumps(result, indent=1).encode())  # whole or not at all
         return result
@@ -83,4 +106,4 @@ with DAG(
         """Keeps the run failed when a store task failed (``report`` runs anyway and would hide it)."""
         raise AirflowFailException("a store task failed: see its log and manifest")
 
-    [stored, resent, report(stored.output, resent.output)] >> fail_run()
+    [validated, stored, resent, report(stored.output, resent.output, validated.output)] >> fail_run()

@@ -117,7 +117,7 @@ with DAG(
         task_id="store_study", aws_conn_id=CONN_ID, per_study=True, pool=POOL, retries=3
     ).expand(source=studies.output)
 
-    @task(trigger_rule=TriggerRule.ALL_DONE)
+    @task(trigger_rule=TriggerRule.ALL_DONE, multiple_outputs=False)  # one XCom: the report
     def report(
         deidentification: Any, validation: Any, summaries: Any, params: dict[str, Any] | None = None
     ) -> dict[str, Any]:

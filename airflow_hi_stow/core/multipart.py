@@ -62,9 +62,8 @@ class DelimiterScanner:
         self._tail = b"\r\n"
 
     def feed(self, block: bytes) -> bool:
-        """True when the delimiter occurs in the data fed so far."""
-        window = self._tail + block
-        found = self._delimiter in window
+        """True when the delimiter occurs in the data fed so far (the block is searched in place, not copied)."""
         keep = len(self._delimiter) - 1
-        self._tail = window[-keep:] if keep else b""
+        found = self._delimiter in self._tail + block[:keep] or self._delimiter in block
+        self._tail = (self._tail + block)[-keep:] if len(block) < keep else block[-keep:]
         return found

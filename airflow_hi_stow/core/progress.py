@@ -29,6 +29,11 @@ class Progress:
         self.files_done += files
         self.bytes_done += size
 
+    def exclude(self, files: int, size: int) -> None:
+        """Work found not to be done after all (files rejected, or stored by an earlier try)."""
+        self.total_files -= files
+        self.total_bytes -= size
+
     def line(self, now: float) -> str:
         elapsed = max(now - self.started, 1e-9)
         rate = self.bytes_done / elapsed

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -64,8 +64,11 @@ class InstanceResult:
     retrieve_url: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-serialisable form, without empty fields."""
-        return {key: value for key, value in asdict(self).items() if value is not None}
+        """A JSON-serialisable form, without empty fields (every field is a plain value: no deep copy needed)."""
+        return {key: value for key in _RESULT_FIELDS if (value := getattr(self, key)) is not None}
+
+
+_RESULT_FIELDS = tuple(InstanceResult.__dataclass_fields__)
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,6 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from itertools import chain
-from multiprocessing import get_context
 from typing import Any
 
 from airflow_hi_stow.deid.burned_in import BurnedInPolicy
@@ -26,6 +25,7 @@ from airflow_hi_stow.deid.markers import method_codes
 from airflow_hi_stow.deid.profile import ProfileOptions, profile_table
 from airflow_hi_stow.deid.storage import InputFile, LinkageFile, LinkageSink, LocalDirectory, OutputStore, local_inputs
 from airflow_hi_stow.deid.transform import LinkageRecord
+from airflow_hi_stow.workers import allowed_processes, usable_cores, worker_pool
 
 REPORT_VERSION = 1
 QUARANTINED_ORIGINAL = "original"
@@ -172,11 +172,11 @@ def run_deidentification(
     arguments = (key, options, burned_in, linkage is not None, destination, quarantine)
     remaining = iter(inputs)
     head = _head(remaining)
-    processes = min(workers or os.cpu_count() or 1, len(head))
+    processes = allowed_processes(min(workers or usable_cores(), len(head)))
     outcomes: list[FileOutcome] = []
     counted = _Counted(chain(head, remaining))
     if processes > 1 and (len(head) >= PARALLEL_FROM or sum(map(_size, head)) >= IN_FLIGHT_BYTES):
-        with ProcessPoolExecutor(processes, get_context("spawn"), _start_process, arguments) as pool:
+        with worker_pool(processes, _start_process, arguments) as pool:
             _gather(_in_chunks(pool, counted, processes * IN_FLIGHT_CHUNKS), outcomes, on_outcome)
     else:
         worker = _Worker(*arguments)

@@ -41,7 +41,8 @@ class _PartFiles:
         self._size = 0
 
     def open(self) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
+        if not self.parts:
+            self.directory.mkdir(parents=True, exist_ok=True)
         self._file = (self.directory / f"part-{len(self.parts) + 1:05d}.dcm").open("wb")
         self._size = 0
 
@@ -148,8 +149,14 @@ class RequestBody:
                 self._digest.update(piece)
             self.sink.write(piece)
 
-    def finish(self) -> list[ReceivedPart]:
-        """Check the body as a whole (signature first), then return its instances' files."""
+    def feed_all(self, pieces: list[bytes]) -> None:
+        for piece in pieces:
+            self.feed(piece)
+
+    def finish(self, last: list[bytes] | None = None) -> list[ReceivedPart]:
+        """Take the ``last`` pieces, check the body as a whole (signature first), then return its instances'
+        files."""
+        self.feed_all(last or [])
         if self.decoder is not None:
             self.decoder.finish()
         if self.signed is not None and self._digest is not None:

@@ -6,12 +6,13 @@ import argparse
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow_hi_stow.core.healthimaging import MAX_REQUEST_BYTES
-from airflow_hi_stow.emulator.auth import EmulatorCredentials
-from airflow_hi_stow.emulator.context import DEFAULT_CREDENTIALS, EmulatorConfig
 from airflow_hi_stow.emulator.faults import SCOPES, FaultConfig
+
+if TYPE_CHECKING:
+    from airflow_hi_stow.emulator.context import EmulatorConfig
 
 _DATASTORE_ID = re.compile(r"[0-9a-z]{32}")
 ACCESS_KEY_ENV = "HI_STOW_EMULATOR_ACCESS_KEY"
@@ -67,6 +68,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
     """The settings the arguments describe; raises ValueError for inconsistent ones."""
+    from airflow_hi_stow.emulator.auth import EmulatorCredentials  # not at import: it imports botocore and starlette
+    from airflow_hi_stow.emulator.context import DEFAULT_CREDENTIALS, EmulatorConfig
+
     if args.no_auth and (args.access_key or args.secret_key or args.session_token):
         raise ValueError("--no-auth excludes credentials")
     if bool(args.access_key) != bool(args.secret_key):

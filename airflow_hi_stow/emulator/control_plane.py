@@ -154,11 +154,13 @@ class ControlPlane:
             field, order = str(sort.get("sortField")), str(sort.get("sortOrder"))
             if field not in ("updatedAt", "createdAt", "DICOMStudyDateAndTime") or order not in ("ASC", "DESC"):
                 raise invalid("sort needs sortField updatedAt|createdAt|DICOMStudyDateAndTime and sortOrder ASC|DESC")
-        image_sets = await run_in_threadpool(self.storage.image_sets, datastore.id)
+        # A search for one study reads that study's image sets only (the index's study column), not every one.
+        study = _equal_value(criteria.get("filters") or [], "DICOMStudyInstanceUID")
+        image_sets = await run_in_threadpool(self.storage.image_sets, datastore.id, study)
         found = [item for item in image_sets if all(check(item) for check in filters)]
         found.sort(key=lambda item: (_RANGE_ATTRIBUTES[field](item), item.id), reverse=order == "DESC")
         page, token = _page(found, request)
-        counts = await run_in_threadpool(self.storage.study_counts, datastore.id)
+        counts = await run_in_threadpool(self.storage.study_counts, datastore.id, {item.study_uid for item in page})
         summaries = []
         for item in page:
             series, instances = counts.get(item.study_uid, (0, 0))
@@ -359,6 +361,15 @@ def _filters(filters: Any) -> list[Callable[[ImageSet], bool]]:
         else:
             raise invalid(f"unsupported filter: {operator} on {name} with {len(raw)} value(s)")
     return checks
+
+
+def _equal_value(filters: list[Any], name: str) -> str | None:
+    """The value an EQUAL filter on ``name`` asks for (filters already checked by :func:`_filters`), or None."""
+    for search_filter in filters:
+        values = search_filter.get("values") or []
+        if search_filter.get("operator") == "EQUAL" and len(values) == 1 and isinstance(values[0].get(name), str):
+            return str(values[0][name])
+    return None
 
 
 def _equal(attribute: Callable[[ImageSet], Any], wanted: Any) -> Callable[[ImageSet], bool]:

@@ -8,13 +8,12 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from functools import partial
 
 from botocore.auth import SIGV4_TIMESTAMP, SigV4Auth
 from botocore.awsrequest import AWSRequest
 
 from airflow_hi_stow.core.healthimaging import SERVICE
-from airflow_hi_stow.core.sigv4 import Credentials, Signature
+from airflow_hi_stow.core.sigv4 import Credentials, Signature, string_signer
 
 
 def recompute(
@@ -43,7 +42,7 @@ def recompute(
         signature=signature,
         timestamp=timestamp,
         scope=auth.credential_scope(request),
-        sign_string=partial(auth.signature, request=request),
+        sign_string=string_signer(credentials.secret_key, timestamp, region, service),
     )
 
 

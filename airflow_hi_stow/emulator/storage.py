@@ -4,7 +4,8 @@ Layout of the data directory: ``index.sqlite3`` (WAL), ``objects/<2 hex>/<32 hex
 exactly as received, under a fresh name) and ``tmp/`` (request bodies being received; emptied at start). A store
 moves the request's files into ``objects/`` and commits their index rows in one transaction under a lock, so
 parallel requests never lose or duplicate a row; a file replaced by a newer copy is deleted after the commit, so a
-crash leaves at most an unreferenced file, never an index row without its file.
+crash leaves at most an unreferenced file, never an index row without its file. An instance's public attributes
+and an image set's summary tags are read when a read first needs them (see ``PENDING``).
 """
 
 from __future__ import annotations
@@ -12,20 +13,27 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import logging
 import os
 import secrets
 import shutil
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from airflow_hi_stow.core.image_sets import ExistingImageSet, Placement, place_instance
-from airflow_hi_stow.emulator.dicom_parts import ParsedInstance
+from airflow_hi_stow.emulator.dicom_parts import ParsedInstance, image_set_tags, public_attributes
 from airflow_hi_stow.emulator.errors import AwsError, not_found
+
+log = logging.getLogger("airflow_hi_stow.emulator")
+
+PENDING = ""
+"""The ``attributes`` of an instance and the ``tags`` of an image set not read yet: a store indexes identifiers and
+grouping only; the first read that needs these reads them from the stored file (see dicom_parts) and keeps them."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -161,6 +169,8 @@ class Storage:
         self.tmp.mkdir(parents=True)
         self.objects.mkdir(exist_ok=True)
         self._lock = threading.Lock()
+        self._object_dirs: set[str] = set()
+        """The ``objects/<2 hex>`` folders known to exist."""
         self._db = sqlite3.connect(data_dir / "index.sqlite3", check_same_thread=False, isolation_level=None)
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -266,13 +276,31 @@ class Storage:
         replaced: list[str] = []
         with self._transaction() as db:
             created: dict[str, bool] = {}  # the image sets this request touched -> whether it created them
+            studies: dict[str, list[ExistingImageSet]] = {}  # each study's image sets, read once per request
             for instance in instances:
-                placement = place_instance(instance.grouping, self._study_image_sets(db, datastore.id, instance))
-                image_set_id = placement.image_set_id or self._create_image_set(db, datastore.id, instance, placement)
+                study = instance.study_instance_uid
+                existing = studies.get(study)
+                if existing is None:
+                    existing = studies[study] = self._study_image_sets(db, datastore.id, study)
+                placement = place_instance(instance.grouping, existing)
+                image_set_id = placement.image_set_id
+                if image_set_id is None:
+                    image_set_id = self._create_image_set(db, datastore.id, instance, placement)
+                    existing.append(
+                        ExistingImageSet(
+                            image_set_id, instance.series_instance_uid, placement.is_primary, instance.grouping
+                        )
+                    )
                 created.setdefault(image_set_id, placement.image_set_id is None)
                 replaced += self._put_instance(db, datastore.id, image_set_id, instance)
                 placed.append(Placed(instance.sop_instance_uid, image_set_id, placement.is_primary))
             now = time.time()
+            # The image set shows the values of the instance stored last (HealthImaging normalises them): read
+            # from its file when first asked for.
+            db.executemany(
+                "UPDATE image_sets SET tags = ?, updated_at = ? WHERE id = ?",
+                [(PENDING, now, image_set_id) for image_set_id in created],
+            )
             for image_set_id in (key for key, is_new in created.items() if not is_new):
                 db.execute(
                     "UPDATE image_sets SET version = version + 1, workflow_status = 'UPDATED', updated_at = ? "
@@ -320,7 +348,9 @@ class Storage:
         ).fetchone()
         object_name = f"{new_id()}.dcm"
         target = self._object_path(object_name)
-        target.parent.mkdir(exist_ok=True)
+        if target.parent.name not in self._object_dirs:
+            target.parent.mkdir(exist_ok=True)
+            self._object_dirs.add(target.parent.name)
         os.replace(instance.part.path, target)
         now = time.time()
         db.execute(
@@ -335,25 +365,18 @@ class Storage:
                 instance.transfer_syntax_uid,
                 instance.part.size,
                 object_name,
-                json.dumps(instance.attributes),
+                PENDING,
                 now,
             ),
-        )
-        # The image set shows the values of the instance stored last (HealthImaging normalises them).
-        db.execute(
-            "UPDATE image_sets SET tags = ?, updated_at = ? WHERE id = ?",
-            (json.dumps(instance.summary_tags), now, image_set_id),
         )
         return [old["object_name"]] if old is not None else []
 
     @staticmethod
-    def _study_image_sets(
-        db: sqlite3.Connection, datastore_id: str, instance: ParsedInstance
-    ) -> list[ExistingImageSet]:
+    def _study_image_sets(db: sqlite3.Connection, datastore_id: str, study_uid: str) -> list[ExistingImageSet]:
         rows = db.execute(
             "SELECT id, series_uid, is_primary, grouping FROM image_sets "
             "WHERE datastore_id = ? AND study_uid = ? AND state = 'ACTIVE' ORDER BY created_at, id",
-            (datastore_id, instance.study_instance_uid),
+            (datastore_id, study_uid),
         ).fetchall()
         return [
             ExistingImageSet(row["id"], row["series_uid"], bool(row["is_primary"]), json.loads(row["grouping"]))
@@ -365,15 +388,55 @@ class Storage:
 
     # Image sets
 
-    def image_sets(self, datastore_id: str) -> list[ImageSet]:
-        rows = self._query("SELECT * FROM image_sets WHERE datastore_id = ? AND state = 'ACTIVE'", datastore_id)
-        return [_image_set(row) for row in rows]
+    def image_sets(self, datastore_id: str, study_uid: str | None = None) -> list[ImageSet]:
+        """The active image sets of a data store (of one study)."""
+        if study_uid is None:
+            rows = self._query("SELECT * FROM image_sets WHERE datastore_id = ? AND state = 'ACTIVE'", datastore_id)
+        else:
+            rows = self._query(
+                "SELECT * FROM image_sets WHERE datastore_id = ? AND study_uid = ? AND state = 'ACTIVE'",
+                datastore_id,
+                study_uid,
+            )
+        return [_image_set(row, self._tags(row)) for row in rows]
 
     def image_set(self, datastore_id: str, image_set_id: str) -> ImageSet:
         rows = self._query("SELECT * FROM image_sets WHERE datastore_id = ? AND id = ?", datastore_id, image_set_id)
         if not rows:
             raise not_found(f"Image set {image_set_id}")
-        return _image_set(rows[0])
+        return _image_set(rows[0], self._tags(rows[0]))
+
+    def _tags(self, row: sqlite3.Row) -> dict[str, Any]:
+        """An image set's summary tags: those of its instance stored last, read and kept if still pending."""
+        if row["tags"] != PENDING:
+            return dict(json.loads(row["tags"]))
+        latest = self._query(
+            "SELECT image_set_id, sop_uid, object_name, attributes FROM instances WHERE image_set_id = ? "
+            "ORDER BY rowid DESC LIMIT 1",
+            row["id"],
+        )
+        tags = image_set_tags(self._attributes(latest[0])) if latest else {}
+        with self._lock:
+            self._db.execute(
+                "UPDATE image_sets SET tags = ? WHERE id = ? AND tags = ?", (json.dumps(tags), row["id"], PENDING)
+            )
+        return tags
+
+    def _attributes(self, row: sqlite3.Row) -> dict[str, Any]:
+        """An instance's public attributes, read from its file and kept if still pending."""
+        if row["attributes"] != PENDING:
+            return dict(json.loads(row["attributes"]))
+        try:
+            attributes = public_attributes(self._object_path(row["object_name"]))
+        except Exception as exc:  # a value pydicom cannot convert: the instance is kept, its attributes are not
+            log.warning("the attributes of a stored instance cannot be read (%s)", type(exc).__name__)
+            attributes = {}
+        with self._lock:
+            self._db.execute(
+                "UPDATE instances SET attributes = ? WHERE image_set_id = ? AND sop_uid = ? AND object_name = ?",
+                (json.dumps(attributes), row["image_set_id"], row["sop_uid"], row["object_name"]),
+            )
+        return attributes
 
     def image_set_versions(self, image_set_id: str) -> list[ImageSetVersion]:
         rows = self._query(
@@ -383,15 +446,19 @@ class Storage:
         )
         return [ImageSetVersion(row["version"], row["workflow_status"], row["created_at"]) for row in rows]
 
-    def study_counts(self, datastore_id: str) -> dict[str, tuple[int, int]]:
+    def study_counts(self, datastore_id: str, study_uids: Iterable[str]) -> dict[str, tuple[int, int]]:
         """Study Instance UID -> (series, instances) over the primary image sets, for DICOMTags."""
-        rows = self._query(
-            "SELECT s.study_uid, COUNT(DISTINCT s.series_uid) AS series, COUNT(*) AS instances "
-            "FROM instances i JOIN image_sets s ON s.id = i.image_set_id "
-            "WHERE s.datastore_id = ? AND s.is_primary = 1 AND s.state = 'ACTIVE' GROUP BY s.study_uid",
-            datastore_id,
-        )
-        return {row["study_uid"]: (row["series"], row["instances"]) for row in rows}
+        counts = {}
+        for study_uid in study_uids:
+            rows = self._query(
+                "SELECT COUNT(DISTINCT s.series_uid) AS series, COUNT(*) AS instances "
+                "FROM instances i JOIN image_sets s ON s.id = i.image_set_id "
+                "WHERE s.datastore_id = ? AND s.study_uid = ? AND s.is_primary = 1 AND s.state = 'ACTIVE'",
+                datastore_id,
+                study_uid,
+            )
+            counts[study_uid] = (rows[0]["series"], rows[0]["instances"])
+        return counts
 
     def delete_image_set(self, datastore_id: str, image_set_id: str) -> None:
         """Delete an image set and its instance files (the state stays, as DELETED)."""
@@ -449,7 +516,7 @@ class Storage:
                 sop_uid=row["sop_uid"],
                 transfer_syntax_uid=row["transfer_syntax_uid"],
                 path=self._object_path(row["object_name"]),
-                attributes=json.loads(row["attributes"]),
+                attributes=self._attributes(row),
             )
             for row in rows
         ]
@@ -476,7 +543,7 @@ def _datastore(row: sqlite3.Row) -> Datastore:
     )
 
 
-def _image_set(row: sqlite3.Row) -> ImageSet:
+def _image_set(row: sqlite3.Row, tags: dict[str, Any]) -> ImageSet:
     return ImageSet(
         id=row["id"],
         datastore_id=row["datastore_id"],
@@ -487,7 +554,7 @@ def _image_set(row: sqlite3.Row) -> ImageSet:
         state=row["state"],
         workflow_status=row["workflow_status"],
         conflicts=tuple(json.loads(row["conflicts"])),
-        tags=json.loads(row["tags"]),
+        tags=tags,
         created_at=row["created_at"],
         updated_at=row["updated_at"],
         deleted_at=row["deleted_at"],

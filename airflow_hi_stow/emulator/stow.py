@@ -12,9 +12,13 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
+from typing import TypeVar
 
+import anyio.to_thread
+from anyio import CapacityLimiter
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
@@ -35,8 +39,12 @@ log = logging.getLogger("airflow_hi_stow.emulator")
 
 STUDY_MISMATCH = 0xA900
 TRANSFER_SYNTAX_NOT_SUPPORTED = 0xC122
+FEED_BYTES = 1024 * 1024
 CLIENT_CLOSED = 499
 """Counted (never sent) when the client went away during the body, as nginx logs it."""
+
+
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -51,6 +59,12 @@ class StowEndpoint:
     def __init__(self, context: EmulatorContext) -> None:
         self.context = context
         self.accepted = accepted_transfer_syntaxes(verified_only=context.config.verified_transfer_syntaxes_only)
+        self.worker = CapacityLimiter(1)
+        """Bodies are taken in and stored by one worker thread at a time: the work is Python, so parallel threads
+        would only contend for the GIL, and more connections would make every request slower."""
+
+    async def _work(self, function: Callable[..., _T], *args: object) -> _T:
+        return await anyio.to_thread.run_sync(partial(function, *args), limiter=self.worker)
 
     async def handle(self, request: Request) -> Response:
         study_uid = request.path_params.get("study_uid")
@@ -65,9 +79,16 @@ class StowEndpoint:
         except AwsError as error:
             return await self._refuse(error, stream, headers)
         try:
+            pending: list[bytes] = []
+            size = 0
             async for chunk in stream.chunks():
-                await run_in_threadpool(body.feed, chunk)
-            parts = await run_in_threadpool(body.finish)
+                # Pieces are handed to a worker thread about a megabyte at a time, not one hop per piece.
+                pending.append(chunk)
+                size += len(chunk)
+                if size >= FEED_BYTES:
+                    await self._work(body.feed_all, pending)
+                    pending, size = [], 0
+            parts = await self._work(body.finish, pending)
         except AwsError as error:
             await run_in_threadpool(body.discard)
             return await self._refuse(error, stream, headers)
@@ -78,10 +99,14 @@ class StowEndpoint:
             await run_in_threadpool(body.discard)
             raise
         self.context.stats.add("bytes", "received", body.length)
-        try:
-            outcome = await run_in_threadpool(self.store, datastore, parts, study_uid, str(request.base_url))
-        finally:
-            await run_in_threadpool(body.discard)
+
+        def store_and_clean() -> StoreOutcome:
+            try:
+                return self.store(datastore, parts, study_uid, str(request.base_url))
+            finally:
+                body.discard()
+
+        outcome = await self._work(store_and_clean)
         return Response(json.dumps(outcome.module), outcome.status, media_type=DICOM_JSON_MEDIA_TYPE)
 
     async def _refuse(self, error: AwsError, stream: BodyStream, headers: dict[str, str]) -> Response:

@@ -9,22 +9,28 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor, wait
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from airflow_hi_stow.core.aimd import AimdController
-from airflow_hi_stow.core.batching import DEFAULT_MAX_BATCH_BYTES, DEFAULT_MAX_BATCH_INSTANCES, plan_batches
+from airflow_hi_stow.core.batching import DEFAULT_MAX_BATCH_BYTES, DEFAULT_MAX_BATCH_INSTANCES, BatchBuilder
 from airflow_hi_stow.core.progress import Progress
 from airflow_hi_stow.core.results import InstanceResult, Outcome, RequestRecord, StoreResult
 from airflow_hi_stow.core.summary import ImportTally
-from airflow_hi_stow.engine.checks import check_instances
+from airflow_hi_stow.engine.checks import InstanceChecks
 from airflow_hi_stow.engine.ledger import Ledger, LedgerEntry, ManifestSpool
 from airflow_hi_stow.engine.throttle import AdaptiveGate
 from airflow_hi_stow.sources.fingerprints import current_fingerprint, sent_fingerprint
-from airflow_hi_stow.sources.instances import DicomInstance, InstanceFile, InvalidInstance, read_instance
+from airflow_hi_stow.sources.instances import (
+    DicomInstance,
+    InstanceFile,
+    InvalidInstance,
+    header_workers,
+    read_instance,
+)
 from airflow_hi_stow.sources.resolve import resolve_sources
 from airflow_hi_stow.sources.s3 import S3Client
 from airflow_hi_stow.storage.locations import Location
@@ -65,11 +71,12 @@ class ImportSettings:
     max_connections: int = 4
     max_requests_per_second: float | None = None
     header_threads: int = 8
-    """Threads reading DICOM headers (ranged GETs for S3) and re-hashing files on resume."""
+    """Threads listing S3 entries and reading the headers of S3 objects (ranged GETs); the headers of local files
+    are read, and files named in the ledger re-hashed, in the calling thread (see ``header_workers``)."""
     resume: bool = True
     """Skip the instances that an earlier try of the same task instance confirmed stored."""
     follow_symlinks: bool = False
-    """Follow symbolic links found in source folders out of them (see ``sources.resolve.expand_local``)."""
+    """Follow symbolic links found in source folders out of them (see ``sources.resolve.resolve_sources``)."""
     progress_interval: float = 15.0
     raise_on_error: bool = False
     """Stop at the first request that fails as a whole and raise its error (after the manifest is written)."""
@@ -110,19 +117,23 @@ class _Run:
         self.ledger = Ledger(location) if location is not None else None
         self.collect = collect
         self.tally = ImportTally()
-        self.spool = ManifestSpool()
+        self.spool = ManifestSpool() if location is not None else None
+        """Without a location nothing is kept, so no manifest is spooled."""
         self.lock = threading.Lock()
         self.progress = Progress(0, 0, time.monotonic())
         self.first_error: StowError | None = None
 
     def settle(self, results: Iterable[InstanceResult], *, resumed: bool = False) -> None:
+        """Results of inputs that are not sent (rejected, or resumed): they leave the progress's work to do."""
         with self.lock:
             for result in results:
                 self._add(result, {"resumed": True} if resumed else {}, resumed=resumed)
+                self.progress.exclude(1, result.size or 0)
 
     def _add(self, result: InstanceResult, extra: dict[str, Any], *, resumed: bool = False) -> None:
         self.tally.add(result, resumed=resumed)
-        self.spool.write(result, **extra)
+        if self.spool is not None:
+            self.spool.write(result, **extra)
         if self.collect is not None:
             self.collect.results.append(result)
 
@@ -176,15 +187,20 @@ def run_import(
     """
     settings = settings or ImportSettings()
     log = log or logging.getLogger(__name__)
-    started = time.monotonic()
+    started, started_at = time.monotonic(), datetime.now(UTC)
     run = _Run(location, log, collect)
     controller = AimdController(settings.max_connections, settings.max_requests_per_second)
     gate = AdaptiveGate(controller)
     manifest: str | None = None
     try:
         files: list[InstanceFile] = []
+        # Without a location no ledger keeps the files' fingerprints: local files are not hashed.
         found = resolve_sources(
-            source, s3_client, threads=settings.header_threads, follow_symlinks=settings.follow_symlinks
+            source,
+            s3_client,
+            threads=settings.header_threads,
+            fingerprints=location is not None,
+            follow_symlinks=settings.follow_symlinks,
         )
         for item in found:
             if collect is not None:
@@ -199,42 +215,39 @@ def run_import(
             sum(f.size for f in files) / 1e6,
             run.tally.files,
         )
-        instances = _read_headers(files, settings.header_threads, run)
-        accepted, rejected = check_instances(
-            instances, settings.study_instance_uid, max_request_bytes=client.max_request_bytes
-        )
-        run.settle(rejected)
-        to_send = _skip_confirmed(accepted, run.ledger, run, settings) if settings.resume and run.ledger else accepted
-        batches = plan_batches(
-            to_send,
+        inputs = run.tally.files + len(files)
+        run.progress = Progress(len(files), sum(f.size for f in files), time.monotonic())
+        confirmed = _load_ledger(run.ledger, log) if settings.resume and run.ledger else {}
+        checks = InstanceChecks(settings.study_instance_uid, max_request_bytes=client.max_request_bytes)
+        batches: BatchBuilder[DicomInstance] = BatchBuilder(
             lambda instance: instance.size,
             max_bytes=settings.max_batch_bytes,
             max_instances=settings.max_batch_instances,
             group=lambda instance: instance.study_instance_uid,
         )
-        run.progress = Progress(len(to_send), sum(i.size for i in to_send), time.monotonic())
-        if location is not None:
-            location.append_lines(TRIES, [_try_record(run.tally, len(to_send), len(batches))])
-        if run.tally.counts[Outcome.REJECTED]:
-            log.warning("%d file(s) rejected before sending (see the manifest)", run.tally.counts[Outcome.REJECTED])
-        if batches:
-            endpoint = "StoreDICOMStudy" if settings.study_instance_uid or settings.per_study else "StoreDICOM"
-            log.info(
-                "sending %d instance(s), %.1f MB, in %d %s request(s) over up to %d connection(s)",
-                len(to_send),
-                run.progress.total_bytes / 1e6,
-                len(batches),
-                endpoint,
-                settings.max_connections,
-            )
-            _send_all(batches, client, gate, run, settings)
+        # Headers are read, checked and batched while the first batches are already being sent.
+        with _Sender(client, gate, run, settings) as sender:
+            for instance in _read_headers(files, settings.header_threads, run):
+                if (rejection := checks.rejection(instance)) is not None:
+                    run.settle([rejection])
+                elif (earlier := _confirmed_earlier(instance, confirmed)) is not None:
+                    run.settle([earlier], resumed=True)
+                elif (batch := batches.add(instance)) is not None:
+                    sender.submit(batch)
+            for batch in batches.flush():
+                sender.submit(batch)
+            if location is not None:
+                location.append_lines(
+                    TRIES, [_try_record(started_at, inputs, run.tally.resumed, sender.instances, batches.count)]
+                )
+            _log_plan(log, run, sender, batches.count, settings)
         extra = image_sets(run.tally.studies) if image_sets is not None and run.tally.studies else {}
     finally:
-        try:
-            if location is not None:
+        if run.spool is not None and location is not None:
+            try:
                 manifest = run.spool.publish(location)
-        finally:
-            run.spool.close()
+            finally:
+                run.spool.close()
     duration = time.monotonic() - started
     summary = run.tally.summary(duration, manifest=manifest, throttle_events=controller.throttle_events, **extra)
     log.info(
@@ -270,83 +283,123 @@ def store_files(
     return collect.store_result()
 
 
-def _read_headers(files: Sequence[InstanceFile], threads: int, run: _Run) -> list[DicomInstance]:
+def _read_headers(files: Sequence[InstanceFile], threads: int, run: _Run) -> Iterator[DicomInstance]:
+    """The instances in the files' order, as their headers are read; unreadable files are settled as REJECTED."""
+
     def read(file: InstanceFile) -> DicomInstance | InstanceResult:
         try:
             return read_instance(file)
         except InvalidInstance as exc:
             return InstanceResult(exc.source, Outcome.REJECTED, size=file.size, reason=exc.reason)
 
-    with ThreadPoolExecutor(threads, thread_name_prefix="hi-stow-header") as pool:
-        read_all = list(pool.map(read, files))
-    run.settle(item for item in read_all if isinstance(item, InstanceResult))
-    return [item for item in read_all if isinstance(item, DicomInstance)]
+    workers = header_workers(files, threads)
+    with ThreadPoolExecutor(workers, thread_name_prefix="hi-stow-header") as pool:
+        for item in pool.map(read, files) if workers > 1 else map(read, files):
+            if isinstance(item, InstanceResult):
+                run.settle([item])
+            else:
+                yield item
 
 
-def _skip_confirmed(
-    accepted: Sequence[DicomInstance], ledger: Ledger, run: _Run, settings: ImportSettings
-) -> list[DicomInstance]:
-    """The instances still to send; those an earlier try confirmed (same file, SOP Instance UID, size and content
-    fingerprint) are settled with their earlier result."""
+def _load_ledger(ledger: Ledger, log: Log) -> dict[str, LedgerEntry]:
     try:
-        confirmed = ledger.load()
+        return ledger.load()
     except OSError as exc:
-        run.log.warning("cannot read the resume ledger (%s); every file is sent", exc)
-        confirmed = {}
-    if not confirmed:
-        return list(accepted)
+        log.warning("cannot read the resume ledger (%s); every file is sent", exc)
+        return {}
 
-    def already_stored(instance: DicomInstance) -> InstanceResult | None:
-        entry = confirmed.get(instance.name)
-        if entry is None or entry.result.sop_instance_uid != instance.sop_instance_uid:
-            return None
-        if entry.result.size != instance.size or current_fingerprint(instance.file) != entry.fingerprint:
-            return None
-        return entry.result
 
-    with ThreadPoolExecutor(settings.header_threads, thread_name_prefix="hi-stow-resume") as pool:
-        earlier = list(pool.map(already_stored, accepted))
-    skipped = [result for result in earlier if result is not None]
-    run.settle(skipped, resumed=True)
-    if skipped:
-        run.log.info(
-            "resume: %d file(s), %.1f MB, confirmed stored by an earlier try are not sent again",
-            len(skipped),
-            sum(result.size for result in skipped) / 1e6,
+def _confirmed_earlier(instance: DicomInstance, confirmed: dict[str, LedgerEntry]) -> InstanceResult | None:
+    """The earlier result of an instance that an earlier try confirmed stored (same file, SOP Instance UID, size
+    and content fingerprint), or None."""
+    entry = confirmed.get(instance.name)
+    if entry is None or entry.result.sop_instance_uid != instance.sop_instance_uid:
+        return None
+    if entry.result.size != instance.size or current_fingerprint(instance.file) != entry.fingerprint:
+        return None
+    return entry.result
+
+
+def _log_plan(log: Log, run: _Run, sender: _Sender, requests: int, settings: ImportSettings) -> None:
+    if run.tally.counts[Outcome.REJECTED]:
+        log.warning("%d file(s) rejected before sending (see the manifest)", run.tally.counts[Outcome.REJECTED])
+    if run.tally.resumed:
+        log.info("resume: %d file(s) confirmed stored by an earlier try are not sent again", run.tally.resumed)
+    if requests:
+        endpoint = "StoreDICOMStudy" if settings.study_instance_uid or settings.per_study else "StoreDICOM"
+        log.info(
+            "sending %d instance(s), %.1f MB, in %d %s request(s) over up to %d connection(s)",
+            sender.instances,
+            sender.bytes / 1e6,
+            requests,
+            endpoint,
+            settings.max_connections,
         )
-    return [instance for instance, result in zip(accepted, earlier, strict=True) if result is None]
 
 
-def _try_record(tally: ImportTally, to_send: int, requests: int) -> str:
+def _try_record(started: datetime, files: int, resumed: int, to_send: int, requests: int) -> str:
     return json.dumps(
         {
-            "started": datetime.now(UTC).isoformat(timespec="seconds"),
-            "files": tally.files + to_send,
-            "resumed": tally.resumed,
+            "started": started.isoformat(timespec="seconds"),
+            "files": files,
+            "resumed": resumed,
             "to_send": to_send,
             "requests": requests,
         }
     )
 
 
-def _send_all(
-    batches: Sequence[Sequence[DicomInstance]],
-    client: StowClient,
-    gate: AdaptiveGate,
-    run: _Run,
-    settings: ImportSettings,
-) -> None:
-    aborted: list[str] = []
+class _Sender:
+    """Sends batches as they are submitted, over up to ``max_connections`` connections under the adaptive gate,
+    and reports progress. Leaving it waits for every batch; on an error or a termination signal, the batches still
+    queued are not started."""
 
-    def send(batch: Sequence[DicomInstance]) -> None:
+    def __init__(self, client: StowClient, gate: AdaptiveGate, run: _Run, settings: ImportSettings) -> None:
+        self.client = client
+        self.gate = gate
+        self.run = run
+        self.settings = settings
+        self.instances = 0
+        self.bytes = 0
+        self.aborted: list[str] = []
+        self.futures: list[Future[None]] = []
+        self.pool = ThreadPoolExecutor(settings.max_connections, thread_name_prefix="hi-stow-send")
+        self.stop = threading.Event()
+        self.reporter = threading.Thread(target=self._report_progress, name="hi-stow-progress", daemon=True)
+
+    def __enter__(self) -> _Sender:
+        self.reporter.start()
+        return self
+
+    def submit(self, batch: Sequence[DicomInstance]) -> None:
+        self.instances += len(batch)
+        self.bytes += sum(instance.size for instance in batch)
+        self.futures.append(self.pool.submit(self._send, batch))
+
+    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None, traceback: Any) -> None:
+        try:
+            if kind is None:
+                wait(self.futures)
+                for future in self.futures:
+                    future.result()
+        finally:
+            self.aborted.append("the import was interrupted")
+            self.pool.shutdown(wait=True, cancel_futures=True)
+            self.stop.set()
+            self.reporter.join()
+            with self.run.lock:
+                self.run.log.info("progress: %s", self.run.progress.line(time.monotonic()))
+
+    def _send(self, batch: Sequence[DicomInstance]) -> None:
+        run, settings = self.run, self.settings
         study = settings.study_instance_uid or (batch[0].study_instance_uid if settings.per_study else None)
-        if aborted:
-            run.settle_batch(batch, failed_batch(batch, StowError(f"not sent: {aborted[0]}")))
+        if self.aborted:
+            run.settle_batch(batch, failed_batch(batch, StowError(f"not sent: {self.aborted[0]}")))
             return
-        gate.acquire()
+        self.gate.acquire()
         answered = False
         try:
-            outcome = client.store_batch(batch, study, pacer=gate)
+            outcome = self.client.store_batch(batch, study, pacer=self.gate)
             answered = True
         except StowError as exc:
             answered = isinstance(exc, StowHTTPError)
@@ -355,38 +408,19 @@ def _send_all(
                 run.first_error = run.first_error or exc
             if isinstance(exc, _HOPELESS) or settings.raise_on_error:
                 # e.g. wrong credentials, data store or CA bundle: no other request can succeed; do not send them.
-                aborted.append(f"an earlier request failed {_short(exc)}")
+                self.aborted.append(f"an earlier request failed {_short(exc)}")
         except Exception as exc:  # a bug or an unexpected library error must not lose the batch's files
             run.log.exception("unexpected error while sending %d file(s)", len(batch))
             outcome = failed_batch(batch, StowError(f"unexpected error ({type(exc).__name__})"))
         finally:
-            gate.release(answered=answered)
+            self.gate.release(answered=answered)
         run.settle_batch(batch, outcome)
 
-    stop = threading.Event()
-
-    def report_progress() -> None:
-        while not stop.wait(settings.progress_interval):
-            with run.lock:
-                line = run.progress.line(time.monotonic())
-            run.log.info("progress: %s; %s", line, gate.describe())
-
-    reporter = threading.Thread(target=report_progress, name="hi-stow-progress", daemon=True)
-    reporter.start()
-    pool = ThreadPoolExecutor(settings.max_connections, thread_name_prefix="hi-stow-send")
-    try:
-        futures = [pool.submit(send, batch) for batch in batches]
-        wait(futures)
-        for future in futures:
-            future.result()
-    finally:
-        # On an error or a termination signal, do not start the batches still queued.
-        aborted.append("the import was interrupted")
-        pool.shutdown(wait=True, cancel_futures=True)
-        stop.set()
-        reporter.join()
-        with run.lock:
-            run.log.info("progress: %s", run.progress.line(time.monotonic()))
+    def _report_progress(self) -> None:
+        while not self.stop.wait(self.settings.progress_interval):
+            with self.run.lock:
+                line = self.run.progress.line(time.monotonic())
+            self.run.log.info("progress: %s; %s", line, self.gate.describe())
 
 
 def _short(error: StowError) -> str:

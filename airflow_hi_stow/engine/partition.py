@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from airflow_hi_stow.core.results import InstanceResult
 from airflow_hi_stow.core.sharding import partition
-from airflow_hi_stow.sources.instances import InstanceFile, InvalidInstance, read_instance
+from airflow_hi_stow.sources.instances import InstanceFile, InvalidInstance, header_workers, read_instance
 from airflow_hi_stow.sources.resolve import FileList, resolve_sources, write_file_list
 from airflow_hi_stow.sources.s3 import S3Client
 from airflow_hi_stow.storage.locations import Location
@@ -50,8 +50,13 @@ def partition_source(
         except InvalidInstance:
             return item.name
 
-    with ThreadPoolExecutor(threads, thread_name_prefix="hi-stow-partition") as pool:
-        keys = list(pool.map(key, items))
+    files = [item for item in items if not isinstance(item, InstanceResult)]
+    workers = header_workers(files, threads) if group_by == "study" else 1
+    if workers == 1:
+        keys = [key(item) for item in items]
+    else:
+        with ThreadPoolExecutor(workers, thread_name_prefix="hi-stow-partition") as pool:
+            keys = list(pool.map(key, items))
     pairs = list(zip(items, keys, strict=True))
     shards = partition(
         pairs,

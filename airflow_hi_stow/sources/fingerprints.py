@@ -32,11 +32,15 @@ class HashingLocalFile(LocalFile):
         return self._sent.get("sha256")
 
     def open(self) -> BinaryIO:
-        return cast(BinaryIO, _HashingReader(self.path.open("rb"), self._sent, self.size))
+        return cast(BinaryIO, _HashingReader(self.path.open("rb", buffering=0), self._sent, self.size))
+
+    def open_unhashed(self) -> BinaryIO:
+        """A plain stream of the file, for a read whose bytes an earlier read of the same request hashed."""
+        return super().open()
 
 
 class _HashingReader(io.RawIOBase):
-    def __init__(self, raw: io.BufferedIOBase, sent: dict[str, str], size: int) -> None:
+    def __init__(self, raw: io.RawIOBase, sent: dict[str, str], size: int) -> None:
         self.raw = raw
         self.sent = sent
         self.size = size
@@ -46,14 +50,25 @@ class _HashingReader(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
+    def read(self, size: int = -1) -> bytes:
+        data = self.raw.read(size)
+        assert data is not None  # a regular file is never non-blocking
+        self._hashed(data, size)
+        return data
+
     def readinto(self, buffer: Any) -> int:
-        count = self.raw.readinto(buffer)
-        if count:
-            self.digest.update(memoryview(buffer)[:count])
-            self.count += count
-        elif len(buffer) and self.count == self.size:
-            self.sent["sha256"] = self.digest.hexdigest()
+        count = self.raw.readinto(buffer) or 0
+        self._hashed(memoryview(buffer)[:count], len(buffer))
         return count
+
+    def _hashed(self, data: bytes | memoryview, asked: int) -> None:
+        """Hash what was read; at the end of the file (a short read, so no extra read to meet it), keep the
+        digest if exactly the file's size was read."""
+        if data:
+            self.digest.update(data)
+            self.count += len(data)
+        if asked and (asked < 0 or len(data) < asked) and self.count == self.size:
+            self.sent["sha256"] = self.digest.hexdigest()
 
     def close(self) -> None:
         if not self.closed:

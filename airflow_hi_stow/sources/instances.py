@@ -4,19 +4,24 @@ from __future__ import annotations
 
 import io
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import TYPE_CHECKING, BinaryIO, Protocol
 
-from pydicom.errors import InvalidDicomError
-from pydicom.filereader import read_partial
-from pydicom.tag import BaseTag, Tag
-
+from airflow_hi_stow.core.dicom_header import TRANSFER_SYNTAX, scan_header
 from airflow_hi_stow.core.uids import is_valid_uid
 
-_HEADER_TAGS = [Tag(0x0008, 0x0016), Tag(0x0008, 0x0018), Tag(0x0020, 0x000D), Tag(0x0020, 0x000E)]
-_LAST_HEADER_TAG = 0x0020000E
+if TYPE_CHECKING:
+    from pydicom.tag import BaseTag
+
+SOP_CLASS_UID, SOP_INSTANCE_UID, STUDY_INSTANCE_UID, SERIES_INSTANCE_UID = (
+    0x00080016,
+    0x00080018,
+    0x0020000D,
+    0x0020000E,
+)
+_IDENTIFIERS = frozenset({TRANSFER_SYNTAX, SOP_CLASS_UID, SOP_INSTANCE_UID, STUDY_INSTANCE_UID, SERIES_INSTANCE_UID})
 HEADER_BLOCK = 64 * 1024
 """Bytes fetched per read of a header: the identifiers of almost every file lie in the first block."""
 
@@ -65,6 +70,13 @@ class LocalFile:
             return os.pread(descriptor, max(0, end - start), start)
         finally:
             os.close(descriptor)
+
+
+def header_workers(files: Iterable[InstanceFile], threads: int) -> int:
+    """How many threads should read these files' headers: one (the caller's) for local files, whose header read is
+    a pread and some Python, so more threads only contend for the GIL; ``threads`` when some are remote (S3), where
+    each read waits on the network."""
+    return threads if any(not isinstance(file, LocalFile) for file in files) else 1
 
 
 class BlockReader(io.RawIOBase):
@@ -161,8 +173,7 @@ class DicomInstance:
         return self.file.size
 
 
-def _required_uid(source: str, value: object, keyword: str, tag: str) -> str:
-    text = str(value).strip(" \0") if value is not None else ""
+def _required_uid(source: str, text: str, keyword: str, tag: str) -> str:
     if not text:
         raise InvalidInstance(source, f"missing {tag} {keyword}")
     if not is_valid_uid(text):
@@ -171,21 +182,53 @@ def _required_uid(source: str, value: object, keyword: str, tag: str) -> str:
 
 
 def _past_header(tag: BaseTag, _vr: str | None, _length: int) -> bool:
-    return int(tag) > _LAST_HEADER_TAG
+    return int(tag) > SERIES_INSTANCE_UID
 
 
 def read_instance(file: InstanceFile) -> DicomInstance:
-    """Read the identifiers from a DICOM P10 file's header, fetching only the bytes up to (0020,000E) that hold
-    elements (usually one block); raises InvalidInstance when it is not a DICOM P10 file."""
+    """Read the identifiers from a DICOM P10 file's header, in one bounded read of its first block in the common
+    case (see :mod:`~airflow_hi_stow.core.dicom_header`), else with pydicom, fetching only the blocks up to
+    (0020,000E) that hold elements; raises InvalidInstance when it is not a DICOM P10 file."""
     if file.size == 0:
         raise InvalidInstance(file.name, "empty file")
     try:
+        head = file.read_range(0, min(file.size, HEADER_BLOCK))
+    except OSError as exc:
+        raise InvalidInstance(file.name, f"cannot read the file ({exc.strerror or type(exc).__name__})") from None
+    values = scan_header(head, _IDENTIFIERS, complete=len(head) == file.size)
+    if values is None:
+        values = _read_with_pydicom(file, head)
+
+    def text(tag: int) -> str:
+        return values[tag].decode("latin-1").strip(" \0") if tag in values else ""
+
+    transfer_syntax = text(TRANSFER_SYNTAX)
+    if not transfer_syntax:
+        raise InvalidInstance(file.name, "missing (0002,0010) TransferSyntaxUID in the file meta information")
+    return DicomInstance(
+        file=file,
+        sop_class_uid=_required_uid(file.name, text(SOP_CLASS_UID), "SOPClassUID", "(0008,0016)"),
+        sop_instance_uid=_required_uid(file.name, text(SOP_INSTANCE_UID), "SOPInstanceUID", "(0008,0018)"),
+        study_instance_uid=_required_uid(file.name, text(STUDY_INSTANCE_UID), "StudyInstanceUID", "(0020,000D)"),
+        series_instance_uid=_required_uid(file.name, text(SERIES_INSTANCE_UID), "SeriesInstanceUID", "(0020,000E)"),
+        transfer_syntax_uid=transfer_syntax,
+    )
+
+
+def _read_with_pydicom(file: InstanceFile, head: bytes) -> dict[int, bytes]:
+    """The identifiers' values as pydicom reads them (any encoding it knows), starting from the block read."""
+    from pydicom.errors import InvalidDicomError
+    from pydicom.filereader import read_partial
+
+    try:
         with BlockReader(file.read_range, file.size) as stream:
+            if len(head) == min(file.size, stream.block):
+                stream.blocks[0] = head
             dataset = read_partial(
                 stream,  # type: ignore[arg-type]
                 stop_when=_past_header,
                 defer_size=1024,
-                specific_tags=list(_HEADER_TAGS),
+                specific_tags=sorted(_IDENTIFIERS - {TRANSFER_SYNTAX}),
             )
     except InvalidDicomError:
         raise InvalidInstance(file.name, "not a DICOM P10 file (no 128-byte preamble and 'DICM' prefix)") from None
@@ -193,20 +236,10 @@ def read_instance(file: InstanceFile) -> DicomInstance:
         raise InvalidInstance(file.name, f"cannot read the file ({exc.strerror or type(exc).__name__})") from None
     except Exception as exc:  # pydicom raises many kinds on corrupt or truncated data
         raise InvalidInstance(file.name, f"unreadable DICOM header ({type(exc).__name__})") from None
-    meta = dataset.file_meta
-    transfer_syntax = str(meta.get("TransferSyntaxUID", "") or "").strip(" \0")
-    if not transfer_syntax:
-        raise InvalidInstance(file.name, "missing (0002,0010) TransferSyntaxUID in the file meta information")
-    return DicomInstance(
-        file=file,
-        sop_class_uid=_required_uid(file.name, dataset.get("SOPClassUID"), "SOPClassUID", "(0008,0016)"),
-        sop_instance_uid=_required_uid(file.name, dataset.get("SOPInstanceUID"), "SOPInstanceUID", "(0008,0018)"),
-        study_instance_uid=_required_uid(file.name, dataset.get("StudyInstanceUID"), "StudyInstanceUID", "(0020,000D)"),
-        series_instance_uid=_required_uid(
-            file.name, dataset.get("SeriesInstanceUID"), "SeriesInstanceUID", "(0020,000E)"
-        ),
-        transfer_syntax_uid=transfer_syntax,
-    )
+    found = {TRANSFER_SYNTAX: dataset.file_meta.get("TransferSyntaxUID")}
+    found.update((tag, dataset[tag].value) for tag in _IDENTIFIERS if tag != TRANSFER_SYNTAX and tag in dataset)
+    values = {tag: str(value).encode("latin-1", "replace") for tag, value in found.items() if value is not None}
+    return values
 
 
 def to_instance(source: DicomInstance | InstanceFile | str | os.PathLike[str]) -> DicomInstance:

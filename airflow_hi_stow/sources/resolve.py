@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 
 from airflow_hi_stow.core.results import InstanceResult, Outcome
 from airflow_hi_stow.sources.fingerprints import HashingLocalFile
-from airflow_hi_stow.sources.instances import InstanceFile
+from airflow_hi_stow.sources.instances import InstanceFile, LocalFile
 from airflow_hi_stow.sources.s3 import S3Client, is_s3_uri, list_s3, read_s3_object, split_s3_uri
 from airflow_hi_stow.storage.files import is_partial
 
@@ -33,62 +33,74 @@ _GLOB_CHARACTERS = frozenset("*?[")
 OUTSIDE_LINK = "a symbolic link to outside the source folder, not followed (follow_symlinks follows it)"
 
 
-def expand_local(
-    paths: Iterable[str | os.PathLike[str]], *, follow_symlinks: bool = False, within: str | None = None
-) -> Iterator[str | InstanceResult]:
-    """Each path as given, and every file under each directory (recursively, in sorted order), leaving out the
-    partial files of writes in progress or killed (:func:`~airflow_hi_stow.storage.files.is_partial`).
+@dataclass
+class _Walk:
+    """One walk of a source folder: how its files are made, and where its links may lead."""
 
-    Symbolic links met inside a directory (or matched by a glob, ``within`` its fixed folder) are not followed out
-    of it unless ``follow_symlinks``: each comes out as a REJECTED result saying so (one planted in an incoming
-    folder could otherwise make a run read, send or quarantine a copy of any file the worker can read). A link to
-    a file inside the folder stands for that file, listed once; a link to a folder inside it is not walked twice.
-    A path that does not exist (a dangling link too) is passed through, so that it is reported, not dropped.
-    """
-    for path in paths:
-        root = Path(path)
-        outside = _outside_link(str(root), within, follow_symlinks)
-        if outside is not None or not root.is_dir():
-            yield outside or str(root)
-            continue
-        inside = os.path.realpath(root)
-        walked = {inside}
-        for directory, subdirs, files in os.walk(root, followlinks=follow_symlinks):
-            for name in sorted(subdirs):
-                folder = os.path.join(directory, name)
-                real = os.path.realpath(folder)
-                if not os.path.islink(folder):
-                    walked.add(real)
-                elif follow_symlinks and real in walked:  # a loop, or a folder walked already
-                    subdirs.remove(name)
-                elif not follow_symlinks and not _inside(real, inside):
-                    yield _nothing(folder, OUTSIDE_LINK)
-            subdirs.sort()
-            for name in sorted(files):
-                candidate = os.path.join(directory, name)
-                if is_partial(name):
-                    continue
-                if os.path.islink(candidate) and not follow_symlinks:
-                    real = os.path.realpath(candidate)
-                    if not _inside(real, inside):
-                        yield _nothing(candidate, OUTSIDE_LINK)
-                    elif os.path.isfile(real):
-                        yield os.path.join(root, os.path.relpath(real, inside))
-                    else:
-                        yield candidate  # dangling: reported as missing
-                else:
-                    yield candidate  # not a regular file (a pipe, a socket...) or gone: reported by from_path
+    local: type[LocalFile]
+    follow_symlinks: bool
+    root: str
+    """The folder as the source names it; ``inside`` is its real path."""
+    inside: str
+    walked: set[str]
+    """The real paths of the folders walked through links (``follow_symlinks``), so that a loop ends."""
+
+
+def _directory_files(
+    directory: str, local: type[LocalFile], follow_symlinks: bool
+) -> Iterator[InstanceFile | InstanceResult]:
+    """Every file under ``directory``, recursively, sorted by name at each level, leaving out the partial files of
+    writes in progress or killed (:func:`~airflow_hi_stow.storage.files.is_partial`). ``os.scandir`` knows each
+    entry's type without a ``stat`` call, and keeps the one ``stat`` made for its size.
+
+    Symbolic links are not followed out of the folder unless ``follow_symlinks``: each comes out as a REJECTED
+    result saying so (one planted in an incoming folder could otherwise make a run read, send or quarantine a copy
+    of any file the worker can read). A link to a file inside the folder stands for that file, listed once; a link
+    to a folder inside it is not walked twice. A dangling link, a pipe or a device is reported, never opened."""
+    root = str(Path(directory))
+    inside = os.path.realpath(root)
+    yield from _walk(root, _Walk(local, follow_symlinks, root, inside, {inside}))
+
+
+def _walk(directory: str, walk: _Walk) -> Iterator[InstanceFile | InstanceResult]:
+    with os.scandir(directory) as listing:
+        entries = sorted(listing, key=lambda entry: entry.name)
+    for entry in entries:
+        try:
+            if entry.is_symlink():
+                yield from _link(entry.path, walk)
+            elif entry.is_dir(follow_symlinks=False):
+                yield from _walk(entry.path, walk)
+            elif is_partial(entry.name):
+                continue
+            elif entry.is_file(follow_symlinks=False):
+                yield walk.local(Path(entry.path), entry.stat(follow_symlinks=False).st_size)
+            else:
+                yield _nothing(entry.path, "not a regular file")
+        except OSError:  # vanished or unreadable since it was listed: reported by the reader
+            yield _local_file(entry.path, walk.local)
+
+
+def _link(path: str, walk: _Walk) -> Iterator[InstanceFile | InstanceResult]:
+    real = os.path.realpath(path)
+    if _inside(real, walk.inside):
+        if not os.path.exists(real):
+            yield _nothing(path, "no such file or directory")  # dangling
+        elif not os.path.isdir(real) and not is_partial(os.path.basename(real)):  # a folder is walked as itself
+            # The file itself, as the walk names it, so that it is listed once (or reported: not a regular file).
+            yield _local_file(os.path.join(walk.root, os.path.relpath(real, walk.inside)), walk.local)
+    elif not walk.follow_symlinks:
+        yield _nothing(path, OUTSIDE_LINK)
+    elif os.path.isdir(real):
+        if real not in walk.walked:  # not a loop
+            walk.walked.add(real)
+            yield from _walk(path, walk)
+    else:
+        yield _local_file(path, walk.local)
 
 
 def _inside(real: str, folder: str) -> bool:
     return real == folder or real.startswith(folder.rstrip(os.sep) + os.sep)
-
-
-def _outside_link(path: str, within: str | None, follow_symlinks: bool) -> InstanceResult | None:
-    """A glob's match that is a link to outside the glob's folder (when links are not followed)."""
-    if within is None or follow_symlinks or not os.path.islink(path):
-        return None
-    return None if _inside(os.path.realpath(path), os.path.realpath(within)) else _nothing(path, OUTSIDE_LINK)
 
 
 @dataclass(frozen=True)
@@ -193,27 +205,30 @@ def resolve_sources(
     s3_client: Callable[[], S3Client] | None = None,
     *,
     threads: int = 8,
+    fingerprints: bool = True,
     follow_symlinks: bool = False,
 ) -> Iterator[InstanceFile | InstanceResult]:
     """Every file a source names, once, in order: local files (hashing as they are read, see
-    :mod:`~airflow_hi_stow.sources.fingerprints`) and S3 objects. An entry naming nothing (a missing path, a glob or
-    prefix without matches, an unreadable listing) comes out as a REJECTED result with the reason, never dropped;
-    so does a symbolic link found in a folder that points outside it, unless ``follow_symlinks`` (see
-    :func:`expand_local`; a path named in the source itself is always followed).
+    :mod:`~airflow_hi_stow.sources.fingerprints`, unless ``fingerprints`` is False: nothing will keep them) and S3
+    objects. An entry naming nothing (a missing path, a glob or prefix without matches, an unreadable listing) comes
+    out as a REJECTED result with the reason, never dropped; so does a symbolic link found in a folder (or matched
+    by a glob) that points outside it, unless ``follow_symlinks`` (see :func:`_directory_files`; a path named in the
+    source itself is always followed).
 
     Entries are looked up in ``threads`` threads (a list of many S3 keys needs one request per key).
     ``s3_client`` is called once, when the first ``s3://`` entry is met.
     """
     entries = list(flatten_source(source))
     client = _Once(s3_client)
+    local = _LocalFiles(HashingLocalFile if fingerprints else LocalFile, follow_symlinks)
 
     def look_up(entry: str | FileList) -> list[InstanceFile | InstanceResult]:
         if not isinstance(entry, FileList):
-            return _look_up_entry(client, entry, follow_symlinks)
+            return _look_up_entry(client, entry, local)
         listed = _listed_entries(client, entry)
         if isinstance(listed, InstanceResult):
             return [listed]
-        return [item for name in listed for item in _look_up_entry(client, name, follow_symlinks)]
+        return [item for name in listed for item in _look_up_entry(client, name, local)]
 
     seen: set[str] = set()
     with ThreadPoolExecutor(threads, thread_name_prefix="hi-stow-list") as pool:
@@ -240,9 +255,17 @@ class _Once:
             return self.client
 
 
-def _look_up_entry(client: _Once, entry: str, follow_symlinks: bool) -> list[InstanceFile | InstanceResult]:
+@dataclass(frozen=True)
+class _LocalFiles:
+    """How local entries are read: the file class (hashing or not), and whether links lead out of folders."""
+
+    file: type[LocalFile]
+    follow_symlinks: bool
+
+
+def _look_up_entry(client: _Once, entry: str, local: _LocalFiles) -> list[InstanceFile | InstanceResult]:
     if not is_s3_uri(entry):
-        return list(_local_files(entry, follow_symlinks))
+        return list(_local_files(entry, local))
     s3 = client()
     if s3 is None:
         return [_nothing(entry, "an s3:// source needs an S3 connection")]
@@ -287,34 +310,40 @@ def _s3_files(client: S3Client, uri: str) -> Iterator[InstanceFile | InstanceRes
         yield _nothing(uri, "no S3 object matches")
 
 
-def _local_files(entry: str, follow_symlinks: bool) -> Iterator[InstanceFile | InstanceResult]:
+def _local_files(entry: str, local: _LocalFiles) -> Iterator[InstanceFile | InstanceResult]:
     if not os.path.lexists(entry) and _GLOB_CHARACTERS & set(entry):
         matches = sorted(glob.glob(entry, recursive=True))
         if not matches:
             yield _nothing(entry, "no file matches the pattern")
-        found = expand_local(matches, follow_symlinks=follow_symlinks, within=_folder_of(entry))
-        for path in found:
-            yield path if isinstance(path, InstanceResult) else from_path(path)
+        within = _folder_of(entry)
+        for path in matches:
+            if not local.follow_symlinks and not _inside(os.path.realpath(path), within):
+                yield _nothing(path, OUTSIDE_LINK)  # a link, or a match found through a linked folder
+            elif os.path.isdir(path):
+                yield from _directory_files(path, local.file, local.follow_symlinks)
+            else:
+                yield _local_file(str(Path(path)), local.file)
         return
     if os.path.isdir(entry):
         count = 0
-        for path in expand_local([entry], follow_symlinks=follow_symlinks):
+        for item in _directory_files(entry, local.file, local.follow_symlinks):
             count += 1
-            yield path if isinstance(path, InstanceResult) else from_path(path)
+            yield item
         if not count:
             yield _nothing(entry, "the directory holds no file")
         return
-    yield from_path(entry)
+    yield _local_file(str(Path(entry)), local.file)
 
 
-def from_path(path: str) -> InstanceFile | InstanceResult:
+def _local_file(path: str, local: type[LocalFile]) -> InstanceFile | InstanceResult:
     """The local file at ``path``, or a REJECTED result saying why there is none (a pipe or a device is never
     opened: reading one could wait for ever)."""
     try:
-        if not stat.S_ISREG(os.stat(path).st_mode):
-            return _nothing(path, "not a regular file")
-        return HashingLocalFile.at(path)
+        info = os.stat(path)
     except FileNotFoundError:
         return _nothing(path, "no such file or directory")
     except OSError as exc:
         return _nothing(path, f"cannot read the file ({exc.strerror or type(exc).__name__})")
+    if not stat.S_ISREG(info.st_mode):
+        return _nothing(path, "not a regular file")
+    return local(Path(path), info.st_size)

@@ -168,7 +168,7 @@ class StowClient:
         *,
         pacer: RetryPacer | None = None,
     ) -> StoreResult:
-        """Store checked instances (see :func:`airflow_hi_stow.engine.checks.check_instances`) in one request;
+        """Store checked instances (see :class:`airflow_hi_stow.engine.checks.InstanceChecks`) in one request;
         on 413 the batch is halved and resent. ``pacer`` is told of retries and waits their back-off."""
         if not instances:
             return StoreResult(())

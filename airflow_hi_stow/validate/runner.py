@@ -9,7 +9,6 @@ import fnmatch
 import io
 import json
 import logging
-import os
 import secrets
 import time
 from collections import deque
@@ -18,7 +17,6 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import partial
-from multiprocessing import get_context
 from typing import Any
 
 from airflow_hi_stow.core.results import InstanceResult
@@ -34,6 +32,7 @@ from airflow_hi_stow.validate.inputs import Unlisted, as_inputs, fetched_ahead, 
 from airflow_hi_stow.validate.quarantine import Quarantine, file_sha256
 from airflow_hi_stow.validate.report import run_report
 from airflow_hi_stow.validate.settings import ValidationSettings
+from airflow_hi_stow.workers import allowed_processes, usable_cores, worker_pool
 
 log = logging.getLogger(__name__)
 
@@ -227,10 +226,10 @@ def _unique_sorted(inputs: Iterable[InstanceFile]) -> list[InstanceFile]:
 
 def _workers(requested: int | None, files: int) -> int:
     if requested is not None:
-        return max(1, requested)
+        return allowed_processes(max(1, requested))
     if files < PARALLEL_FROM_FILES:
         return 1
-    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    return allowed_processes(usable_cores())
 
 
 def _superseded(file: InstanceFile, moved_away: Sequence[dict[str, Any]]) -> bool:
@@ -255,7 +254,7 @@ def _inspect_all(files: Sequence[InstanceFile], settings: ValidationSettings, wo
         yield from map(check, readable)
         return
     chunk = max(1, min(64, len(files) // (workers * 8)))
-    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+    with worker_pool(workers) as pool:
         yield from _in_workers(pool, check, readable, chunk, 4 * workers)
 
 

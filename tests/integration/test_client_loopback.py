@@ -262,7 +262,9 @@ def test_a_file_that_disappears_mid_run_fails_alone(sample: list[SampleInstance]
     assert gone.reason is not None
     assert "cannot read the file" in gone.reason
     assert sum(r.outcome is Outcome.STORED for r in result.instances) == len(sample) - 1
-    assert len(parts(server.requests[-1])) == len(sample) - 1
+    # the abandoned first try may be recorded after the re-send when the server is slow to read its headers
+    (resent,) = [r for r in server.requests if r.whole and r.body]
+    assert len(parts(resent)) == len(sample) - 1
 
 
 def test_a_file_that_changes_size_mid_run_is_not_sent_truncated(sample: list[SampleInstance]) -> None:

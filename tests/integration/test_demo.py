@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 from pydicom import dcmread
+from pydicom.errors import InvalidDicomError
 
-from airflow_hi_stow.samples import SampleSet, generate_dataset
+from airflow_hi_stow.samples import PLANTED, PLANTED_NESTED, PLANTED_PRIVATE, SampleSet, generate_dataset
 from airflow_hi_stow.testing import RunningEmulator
 from tests.support import airflow_dags
 
@@ -54,9 +55,10 @@ def test_the_dag_file_imports_cleanly() -> None:
     dag = sample_dag()
     assert dag is not None
     assert {task.task_id for task in dag.tasks} == {
-        "find_studies", "store_study", "later_deliveries", "store_resend", "report", "fail_run",
+        "validate", "find_studies", "store_study", "later_deliveries", "validate_resend", "store_resend", "report",
+        "fail_run",
     }  # fmt: skip
-    assert set(dag.params.keys()) == {"source", "resend_source", "report_path"}
+    assert set(dag.params.keys()) == {"source", "resend_source", "quarantine", "report_path"}
 
 
 @pytest.mark.compat
@@ -66,15 +68,18 @@ def test_a_run_stores_the_set_and_reports_the_non_primary_study(emulator: Runnin
     assert sample.redelivered_root is not None
     (sample.root / "notes.txt").write_text("not DICOM")
     report_path = tmp_path / "report.json"
-    conf = {"source": str(sample.root), "resend_source": str(sample.redelivered_root), "report_path": str(report_path)}
+    conf = {"source": str(sample.root), "resend_source": str(sample.redelivered_root), "report_path": str(report_path),
+            "quarantine": str(tmp_path / "quarantine")}  # fmt: skip
     run = sample_dag().test(run_conf=conf)
     assert run.state == "success"
 
     report = json.loads(report_path.read_text())
     originals, resent = len(sample.instances), len(sample.redelivered)
-    assert report["files"] == originals + resent + 1
+    assert (report["validation"]["inputs"], report["validation"]["quarantined"]) == (originals + 1, 1)  # the text file
+    assert list((tmp_path / "quarantine").rglob("*notes.txt.reason.json"))
+    assert report["files"] == originals + resent
     assert report["counts"] == {
-        "stored": originals + resent, "stored_with_warning": 0, "failed": 0, "rejected": 1, "unconfirmed": 0,
+        "stored": originals + resent, "stored_with_warning": 0, "failed": 0, "rejected": 0, "unconfirmed": 0,
     }  # fmt: skip
     series_resent = len({i.series_instance_uid for i in sample.redelivered})
     assert report["image_sets"] == {
@@ -95,9 +100,11 @@ def test_a_run_stores_the_set_and_reports_the_non_primary_study(emulator: Runnin
 
 def test_without_a_resend_the_second_store_is_skipped(emulator: RunningEmulator, tmp_path: Path) -> None:
     sample = one_small_study(tmp_path / "dicom")
-    run = sample_dag().test(run_conf={"source": str(sample.root), "report_path": str(tmp_path / "report.json")})
+    run = sample_dag().test(run_conf={"source": str(sample.root), "report_path": str(tmp_path / "report.json"),
+                                      "quarantine": str(tmp_path / "quarantine")})  # fmt: skip
     assert run.state == "success"
     states = {ti.task_id: ti.state for ti in run.get_task_instances()}
+    assert states["validate_resend"] == "skipped"
     assert states["store_resend"] == "skipped"
     assert states["fail_run"] == "skipped"
     assert json.loads((tmp_path / "report.json").read_text())["counts"]["stored"] == 2
@@ -110,7 +117,8 @@ def test_a_failed_store_fails_the_run_although_the_report_runs(
     wrong_secret = json.loads(emulator.aws_connection_json(datastore_id=emulator.datastore_id))
     wrong_secret["password"] = "not-the-secret"
     monkeypatch.setenv("AIRFLOW_CONN_AWS_HEALTHIMAGING", json.dumps(wrong_secret))
-    run = sample_dag().test(run_conf={"source": str(sample.root), "report_path": str(tmp_path / "report.json")})
+    run = sample_dag().test(run_conf={"source": str(sample.root), "report_path": str(tmp_path / "report.json"),
+                                      "quarantine": str(tmp_path / "quarantine")})  # fmt: skip
     assert run.state == "failed"
     states = {ti.task_id: ti.state for ti in run.get_task_instances()}
     assert states["store_study"] == "failed"
@@ -120,7 +128,8 @@ def test_a_failed_store_fails_the_run_although_the_report_runs(
 
 @pytest.mark.compat
 def test_the_demo_runs_end_to_end(tmp_path: Path) -> None:
-    """``make demo`` in small: the emulator, a generated set, ``airflow dags test`` and the printed summary."""
+    """``make demo`` in small: the emulator, a set with planted PHI and bad files, ``airflow dags test`` of the local
+    pipeline with its steps printed, the summary, and a residue scan of what was stored read back from the emulator."""
     done = subprocess.run(
         [sys.executable, "-m", "airflow_hi_stow.demo", "--output", str(tmp_path / "out"), "--patients", "1",
          "--dags-folder", str(ROOT / "dags")],
@@ -128,20 +137,29 @@ def test_the_demo_runs_end_to_end(tmp_path: Path) -> None:
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     out = done.stdout
-    assert re.search(r"^  rejected       1  \(1 x not a DICOM P10 file", out, re.M)
+    assert re.search(r"^hi-stow demo:   deidentify started$", out, re.M)  # progress while it runs
+    assert re.search(r"^hi-stow demo:   store_study\[0\] started$", out, re.M)
+    assert re.search(r"^hi-stow demo:     done: \d+ stored; ", out, re.M)
+    assert re.search(r"^  quarantined    3  \(2 x not a DICOM P10 file .*; 1 x no StudyInstanceUID\)$", out, re.M)
+    assert re.search(r"^  good           (\d+) of \1  \(warnings: \d+ x consistency.study\)$", out, re.M)
     assert re.search(r"^  failed         0$", out, re.M)
-    assert re.search(r"^  image sets     \d+ in \d+ stud(y|ies): \d+ primary, [1-9]\d* non-primary$", out, re.M)
+    assert re.search(r"^  image sets     \d+ in 1 study: \d+ primary, [1-9]\d* non-primary$", out, re.M)
     assert re.search(r"non-primary image set\(s\), conflicting PatientID$", out, re.M)
-    assert "the DAG run succeeded" in out
+    scan = re.search(r"^Residue scan of what was stored: (\d+) instance\(s\) read back .* (\d+) planted identifying "
+                     r"values searched, 0 found$", out, re.M)  # fmt: skip
+    assert scan is not None
+    assert int(scan[1]) > 0
+    assert int(scan[2]) >= 10
+    assert "the pipeline succeeded" in out
     report = json.loads((tmp_path / "out" / "report.json").read_text())
-    assert report["counts"]["stored"] == report["files"] - 1
+    assert report["counts"]["stored"] == report["validation"]["files"] == report["deidentification"]["files"]
 
     # No patient data and no signature in anything the demo printed or logged (Airflow's, the emulator's)
     logs = [out, done.stderr] + [
         path.read_text(errors="replace") for path in (tmp_path / "out").rglob("*.log") if path.is_file()
     ]
     assert len(logs) >= 4  # the demo's output and errors, airflow dags test's log (with the task logs), the emulator's
-    patient_data = patient_values(tmp_path / "out" / "dicom") | patient_values(tmp_path / "out" / "dicom-redelivered")
+    patient_data = patient_values(tmp_path / "out" / "dicom")
     assert len(patient_data) >= 4
     for text in logs:
         assert not [value for value in patient_data if value in text]
@@ -150,10 +168,14 @@ def test_the_demo_runs_end_to_end(tmp_path: Path) -> None:
 
 
 def patient_values(root: Path) -> set[str]:
-    """The patient name, ID, birth date and accession numbers found in a generated set."""
-    values = set()
+    """The planted identifying values and the patient name, ID, birth date and accession numbers of a generated set
+    (its bad files left out)."""
+    values = {*PLANTED.values(), PLANTED_NESTED, PLANTED_PRIVATE}
     for path in root.rglob("*.dcm"):
-        dataset = dcmread(path, stop_before_pixels=True)
+        try:
+            dataset = dcmread(path, stop_before_pixels=True)
+        except (InvalidDicomError, OSError, EOFError):
+            continue
         for keyword in ("PatientName", "PatientID", "PatientBirthDate", "AccessionNumber"):
             if value := dataset.get(keyword):
                 values.add(str(value))

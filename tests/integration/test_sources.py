@@ -20,7 +20,7 @@ from airflow_hi_stow.sources.instances import HEADER_BLOCK, InvalidInstance, rea
 from airflow_hi_stow.sources.resolve import FileList, flatten_source, read_file_list, resolve_sources, write_file_list
 from airflow_hi_stow.sources.s3 import S3Object, list_s3
 from airflow_hi_stow.storage.locations import LocalLocation, S3Location, open_location
-from airflow_hi_stow.transport.bodies import read_blocks
+from airflow_hi_stow.transport.bodies import MultipartBody, read_blocks
 from tests.support.s3 import MotoS3
 
 
@@ -214,6 +214,22 @@ def test_local_files_are_hashed_as_they_stream(sample: SampleSet) -> None:
     assert current_fingerprint(file) != digest
     path.unlink()
     assert current_fingerprint(file) is None
+
+
+def test_the_sha256_pass_takes_the_files_digests_and_sending_reads_them_once(sample: SampleSet) -> None:
+    """In the sha256 mode the body-hash pass is the one that hashes the files; the pass that sends the body reads
+    them without hashing again (a file changed in between makes the body's hash wrong: the server refuses it)."""
+    paths = [instance.path for instance in sample.instances[:3]]
+    originals = [path.read_bytes() for path in paths]
+    files = [HashingLocalFile.at(path) for path in paths]
+    body = MultipartBody(files)
+    assert body.sha256 == hashlib.sha256(b"".join(body)).hexdigest()
+    digests = [f"sha256:{hashlib.sha256(data).hexdigest()}" for data in originals]
+    assert [sent_fingerprint(file) for file in files] == digests
+    paths[0].write_bytes(originals[0][:-1] + b"\x01")  # same size, other content, after the hash pass
+    sent = b"".join(body)
+    assert hashlib.sha256(sent).hexdigest() != body.sha256  # the server would refuse this body
+    assert [sent_fingerprint(file) for file in files] == digests  # not hashed again while sending
 
 
 def test_local_location_appends_durably_and_ignores_a_torn_line(tmp_path: Path) -> None:

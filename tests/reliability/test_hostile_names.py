@@ -142,11 +142,13 @@ def test_a_hostile_tree_stored_directly_keeps_every_name_exactly(tmp_path: Path,
 
     followed = run_import(str(source), client=stow_client(emulator), location=LocalLocation(tmp_path / "f"),
                           settings=ImportSettings(follow_symlinks=True))  # fmt: skip
-    # asked for: the link out is read (the folder's copy of it, and the link in, are duplicates of files sent)
+    # asked for: the link out is read (the folder's copy of it is a duplicate of the file sent); the link in stands
+    # for its file, listed once
     assert followed["counts"]["stored"] == len(HOSTILE) + 1
     reasons = {item["reason"]: item["count"] for item in followed["top_reasons"]}
     assert reasons["no such file or directory"] == 1  # the dangling link
-    assert sum(count for reason, count in reasons.items() if reason.startswith("duplicate SOP Instance UID")) == 2
+    assert sum(count for reason, count in reasons.items() if reason.startswith("duplicate SOP Instance UID")) == 1
+    assert followed["counts"]["rejected"] == 2
 
 
 def test_a_hostile_tree_quarantined_whole_by_the_validation_keeps_every_name(tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import secrets
 import shutil
@@ -138,6 +139,7 @@ def redis() -> Iterator[str]:
 def moto_s3() -> Iterator[str]:
     from moto.server import ThreadedMotoServer
 
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # a line per S3 request otherwise
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(), verbose=False)
     server.start()
     host, port = server.get_host_and_port()
@@ -184,7 +186,14 @@ class Processes:
 
 
 def airflow_environment(
-    scratch: Path, database: str, broker: str, api_port: int, emulator: RunningEmulator, s3_url: str, records: str
+    logs: Path,
+    scratch: Path,
+    database: str,
+    broker: str,
+    api_port: int,
+    emulator: RunningEmulator,
+    s3_url: str,
+    records: str,
 ) -> dict[str, str]:
     home = scratch / "airflow"
     home.mkdir()
@@ -208,6 +217,7 @@ def airflow_environment(
         "AIRFLOW__CORE__HOSTNAME_CALLABLE": "tests.stack.celery_scale.worker_name",
         "AIRFLOW__CORE__PARALLELISM": "16",
         "AIRFLOW__HI_STOW__MANIFEST_LOCATION": records,
+        "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(logs / "tasks"),
         f"AIRFLOW_CONN_{AWS_CONN_ID.upper()}": emulator.aws_connection_json(
             datastore_id=emulator.datastore_id, s3_endpoint_url=s3_url
         ),
@@ -260,8 +270,10 @@ def run(dag_id: str, patients: int, conf_template: str) -> int:
         files = upload(sample.root, s3_url, "incoming", "batch-1")
         say(f"{files} instances ({sample.total_bytes / 1e6:.0f} MB) in {len(sample.study_uids)} studies uploaded to S3")
         api_port = free_port()
-        environment = airflow_environment(scratch, database, broker, api_port, emulator, s3_url, "s3://records/hi-stow")
-        upload_records_bucket(s3_url)
+        environment = airflow_environment(
+            logs, scratch, database, broker, api_port, emulator, s3_url, "s3://records/hi-stow"
+        )
+        create_buckets(s3_url, "records", "deidentified", "quarantine")
         subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], env=environment, check=True)
         subprocess.run(
             [sys.executable, "-m", "airflow", "pools", "set", POOL, str(POOL_SLOTS), "STOW-RS"],
@@ -305,15 +317,16 @@ def run(dag_id: str, patients: int, conf_template: str) -> int:
             f"{api}/dags/{dag_id}/dagRuns/{run_id}/taskInstances", params={"limit": 1000}, timeout=30
         ).json()["task_instances"]
         stores = [ti for ti in instances if ti["task_id"].startswith("store") and ti["state"] == "success"]
+        failed = sorted({ti["task_id"] for ti in instances if ti["state"] in ("failed", "upstream_failed")})
         spread = Counter(ti["hostname"] for ti in stores)
-        stats = emulator.stats()["instances"]
+        stats = {"received": 0, "stored": 0, **emulator.stats().get("instances", {})}
         say(
             f"run {state} in {elapsed:.0f} s; {len(stores)} store task(s) by worker: {dict(spread)}; "
             f"emulator received {stats['received']}, stored {stats['stored']} of {files} instance(s)"
         )
         problems = []
         if state != "success":
-            problems.append(f"the run {state}")
+            problems.append(f"the run {state} (tasks failed: {', '.join(failed) or 'none'})")
         if set(spread) != set(WORKERS):
             problems.append(f"the store tasks did not run on both workers: {dict(spread)}")
         if stats["received"] != files or emulator.stats()["index"]["instances"] != files:
@@ -325,16 +338,18 @@ def run(dag_id: str, patients: int, conf_template: str) -> int:
         return 1 if problems else 0
 
 
-def upload_records_bucket(s3_url: str) -> None:
+def create_buckets(s3_url: str, *buckets: str) -> None:
     import boto3
 
-    boto3.client(
+    client = boto3.client(
         "s3",
         endpoint_url=s3_url,
         region_name="us-east-1",
         aws_access_key_id="AKIDSCALE",
         aws_secret_access_key="scale-secret",
-    ).create_bucket(Bucket="records")
+    )
+    for bucket in buckets:
+        client.create_bucket(Bucket=bucket)
 
 
 def _dag_ready(api: str, dag_id: str, processes: Processes) -> bool:
@@ -354,7 +369,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dag", default="hi_stow_s3_pipeline")
     parser.add_argument("--patients", type=int, default=40)
-    parser.add_argument("--conf", default='{"source": "s3://{bucket}/{prefix}/"}', help="the run's conf (JSON)")
+    parser.add_argument(
+        "--conf",
+        default='{"source": "s3://{bucket}/{prefix}/", "destination": "s3://deidentified/instances/", '
+        '"quarantine": "s3://quarantine/"}',
+        help="the run's conf (JSON; {bucket} and {prefix} name the uploaded batch)",
+    )
     args = parser.parse_args()
     return run(args.dag, args.patients, args.conf)
 

@@ -19,6 +19,11 @@ class Recorded:
     headers: dict[str, str]
     body: bytes
 
+    @property
+    def whole(self) -> bool:
+        """Whether the whole body arrived (a request the client abandoned mid-body has not)."""
+        return "Content-Length" not in self.headers or len(self.body) == int(self.headers["Content-Length"])
+
 
 @dataclass
 class Reply:
