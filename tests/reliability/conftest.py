@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 from datetime import timedelta
 
-from hypothesis import settings
+from hypothesis import HealthCheck, settings
 
 FUZZ_FACTOR = int(os.environ.get("HI_STOW_FUZZ_FACTOR", "1"))
 
@@ -21,6 +21,8 @@ settings.register_profile(
 settings.load_profile("hi-stow")
 
 
-def examples(count: int) -> settings:
-    """The settings of a fuzz test: ``count`` examples (times ``HI_STOW_FUZZ_FACTOR``)."""
-    return settings(max_examples=count * FUZZ_FACTOR)
+def examples(count: int, *, scratch: bool = False) -> settings:
+    """The settings of a fuzz test: ``count`` examples (times ``HI_STOW_FUZZ_FACTOR``); ``scratch``: the test
+    takes a function-scoped fixture (``tmp_path``) it shares between examples, as scratch space."""
+    suppressed = [HealthCheck.function_scoped_fixture] if scratch else []
+    return settings(max_examples=count * FUZZ_FACTOR, suppress_health_check=suppressed)
