@@ -45,6 +45,11 @@ fuzz: venv
 	HI_STOW_FUZZ_FACTOR=20 $(BIN)/pytest -p no:cacheprovider tests/reliability/test_fuzz_emulator.py \
 		tests/reliability/test_fuzz_stow.py tests/reliability/test_fuzz_dicom.py tests/reliability/test_fuzz_deid.py
 
+# 8 store tasks in parallel against one emulator injecting faults, for 3 minutes: every instance stored, no error
+# but the injected ones, client and emulator memory flat (figures in build/load-test.json; see docs/reliability.md).
+load-test: venv
+	$(BIN)/python -m tests.stack.load_test $(LOAD_ARGS)
+
 # The main job: a generated DICOM set through the sample DAG into the local HealthImaging emulator (see README).
 demo: venv
 	$(BIN)/python -m airflow_hi_stow.demo --output demo-output --dags-folder dags
