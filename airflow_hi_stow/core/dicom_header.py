@@ -43,12 +43,16 @@ class _Unreadable(Exception):
     """Not readable here (cut short, or an encoding this scanner leaves to pydicom)."""
 
 
-def scan_header(data: bytes, wanted: Collection[int], *, complete: bool = False) -> dict[int, bytes] | None:
+def scan_header(
+    data: bytes, wanted: Collection[int], *, complete: bool = False, required: Collection[int] = ()
+) -> dict[int, bytes] | None:
     """The raw values of the ``wanted`` top-level tags (file meta tags included) found before the first top-level
     tag greater than all of them; a wanted tag that is absent is absent from the result.
 
     ``data`` is the start of the file, or all of it when ``complete`` (then reaching its end settles what is
-    absent). None: this scanner cannot tell (see the module docstring).
+    absent). A ``required`` tag found missing where the scan stops, before the end, gives None: only the elements'
+    order said it was absent, and an element out of order later (a damaged file) may be it. None: this scanner
+    cannot tell (see the module docstring).
     """
     if len(data) < PREAMBLE + 4 or data[PREAMBLE : PREAMBLE + 4] != _MAGIC:
         return None
@@ -66,8 +70,9 @@ def scan_header(data: bytes, wanted: Collection[int], *, complete: bool = False)
         if text in _NOT_LITTLE_ENDIAN_EXPLICIT and text != IMPLICIT_VR_LITTLE_ENDIAN:
             return None
         explicit = text != IMPLICIT_VR_LITTLE_ENDIAN
-        if stop > TRANSFER_SYNTAX:
-            _data_set(data, position, explicit, wanted, stop, found, complete)
+        ended = stop <= TRANSFER_SYNTAX or _data_set(data, position, explicit, wanted, stop, found, complete)
+        if not ended and not set(required) <= found.keys():
+            return None
     except (_Unreadable, struct.error, UnicodeDecodeError):
         return None
     return found
@@ -131,7 +136,8 @@ def _data_set(
     stop: int,
     found: dict[int, bytes],
     complete: bool,
-) -> None:
+) -> bool:
+    """Read the data set's elements up to the first beyond ``stop``; True when the data ended first."""
     end = len(data)
     previous = -1
     # Locals, not globals, in the loop that runs once per element.
@@ -148,7 +154,7 @@ def _data_set(
         if tag <= previous or group == 0xFFFE:
             raise _Unreadable  # out of order, or an item where an element should be: pydicom says what it is
         if tag > stop:
-            return
+            return False
         previous = tag
         if not explicit or vr in short_vrs:
             value_at = position + 8
@@ -167,6 +173,7 @@ def _data_set(
         position = value_at + length
     if not complete:
         raise _Unreadable  # the bytes ended before the stop tag: more of the file is needed
+    return True
 
 
 def _skip_undefined(data: bytes, position: int, explicit: bool, depth: int) -> int:

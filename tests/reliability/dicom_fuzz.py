@@ -174,7 +174,8 @@ def dicom_files(draw: st.DrawFn, *, damaged: bool = True) -> FuzzedFile:
         cut = draw(st.one_of(st.none(), st.integers(0, 4000)))
         if cut is not None:
             del data[132 + cut % (len(data) - 131) :]
-    plain = not extra and not damage and syntax in (EXPLICIT_LITTLE, IMPLICIT_LITTLE, JPEG_BASELINE)
+    writable = syntax in (EXPLICIT_LITTLE, IMPLICIT_LITTLE) or (explicit and syntax == JPEG_BASELINE)
+    plain = not extra and not damage and writable  # (native pixel data under JPEG is no valid file)
     return FuzzedFile(bytes(data), syntax, explicit, plain)
 
 
@@ -223,3 +224,13 @@ def _item(item: tuple[Element, ...], explicit: bool, undefined: bool) -> bytes:
     if undefined:
         return struct.pack("<HHL", 0xFFFE, 0xE000, UNDEFINED) + content + struct.pack("<HHL", 0xFFFE, 0xE00D, 0)
     return struct.pack("<HHL", 0xFFFE, 0xE000, len(content)) + content
+
+
+def damaged(file: FuzzedFile, old: bytes, new: bytes) -> FuzzedFile:
+    """``file`` with the first ``old`` bytes replaced by ``new`` (not plain any more)."""
+    assert old in file.data
+    return FuzzedFile(file.data.replace(old, new, 1), file.syntax, file.explicit)
+
+
+SOP_INSTANCE_UID_HEADER = b"\x08\x00\x18\x00UI"
+REFERENCED_IMAGE_SEQUENCE_TAG = b"\x08\x00\x40\x11SQ"

@@ -12,7 +12,7 @@ import warnings
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 from pydicom import dcmread
 from pydicom.dataset import Dataset
@@ -25,7 +25,15 @@ from airflow_hi_stow.validate import read_instance as read_for_validation
 from airflow_hi_stow.validate.reading import pydicom_silenced
 from airflow_hi_stow.validate.scan import read_explicit_little, scan_meta
 from tests.reliability.conftest import examples
-from tests.reliability.dicom_fuzz import FuzzedFile, dicom_files
+from tests.reliability.dicom_fuzz import (
+    EXPLICIT_LITTLE,
+    REFERENCED_IMAGE_SEQUENCE_TAG,
+    SOP_INSTANCE_UID_HEADER,
+    FuzzedFile,
+    damaged,
+    dicom_files,
+    plain_file,
+)
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")  # pydicom warns of the invalid values made here
 
@@ -47,9 +55,12 @@ def pydicom_values(data: bytes) -> dict[int, str] | None:
 
 @examples(300)
 @given(file=dicom_files())
+@example(file=damaged(plain_file(EXPLICIT_LITTLE, True), REFERENCED_IMAGE_SEQUENCE_TAG, b"\x20\x00\x40\x11SQ")).via(
+    "an element out of order (0020,1140) before the Study and Series UIDs: not taken for their absence"
+)
 def test_the_header_scanner_answers_what_pydicom_reads_or_leaves_the_file_to_it(file: FuzzedFile) -> None:
     for complete, head in ((True, file.data), (len(file.data) <= HEADER_BLOCK, file.data[:HEADER_BLOCK])):
-        found = scan_header(head, WANTED, complete=complete)
+        found = scan_header(head, WANTED, complete=complete, required=WANTED)  # as the sender reads
         if found is None:
             continue
         expected = pydicom_values(file.data)
@@ -70,6 +81,9 @@ class InMemory:
 
 @examples(300)
 @given(file=dicom_files())
+@example(file=damaged(plain_file(EXPLICIT_LITTLE, True), SOP_INSTANCE_UID_HEADER, b"\x08\x00\x18\x00\x55\x00")).via(
+    "an unknown VR for SOP Instance UID: pydicom raises when the value is converted"
+)
 def test_the_senders_header_reading_is_an_instance_or_a_clear_error(file: FuzzedFile) -> None:
     try:
         instance = read_instance(InMemory("fuzzed.dcm", file.data))

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from botocore.credentials import ReadOnlyCredentials
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from airflow_hi_stow.core import multipart, sigv4
@@ -20,10 +20,12 @@ from airflow_hi_stow.emulator.body import MultipartSink, ReceivedPart
 from airflow_hi_stow.emulator.dicom_parts import CANNOT_UNDERSTAND, ParsedInstance, PartFailure, parse_part
 from airflow_hi_stow.emulator.errors import AwsError
 from tests.reliability.conftest import examples
-from tests.support.tiny_dicom import write_tiny_instances
+from tests.support.tiny_dicom import _template, write_tiny_instances
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")  # pydicom warns of the invalid values made here
 
+TINY_SOP_VR = _template().find(b"\x08\x00\x18\x00UI") + 4
+"""Where the VR of the SOP Instance UID lies in a tiny instance (its placeholder UIDs have the real ones' length)."""
 CREDENTIALS = ReadOnlyCredentials("AKIDEXAMPLE", "fuzzing-secret", None)
 TRICKY = st.sampled_from([b"\r\n", b"--", b"--b", b"\r\n--b", b"\r\n--b--", b"0;", b";chunk-signature=", b"\n", b"x"])
 DATA = st.one_of(st.binary(max_size=1500), st.lists(TRICKY, max_size=40).map(b"".join))
@@ -168,6 +170,7 @@ def instance_bytes(tmp_path_factory: pytest.TempPathFactory) -> bytes:
     return instance.path.read_bytes()
 
 
+@example(damage=[(TINY_SOP_VR, b"AI")], cut=None).via("an unknown VR for SOP Instance UID: pydicom raises late")
 @examples(300, scratch=True)
 @given(
     damage=st.lists(st.tuples(st.integers(0, 800), st.binary(min_size=1, max_size=8)), max_size=4),

@@ -62,12 +62,15 @@ def store_task(number: int, folder: str, records: str, url: str, credentials: tu
     results.put({"task": number, "done": True})
 
 
-def flatness(samples: list[int]) -> dict[str, float]:
+def flatness(samples: list[int]) -> dict[str, Any]:
     """The mean RSS (MB) of the first and the last quarter of the samples, and the change between them."""
     quarter = max(1, len(samples) // 4)
-    first, last = statistics.mean(samples[:quarter]) / 1024, statistics.mean(samples[-quarter:]) / 1024
+    quarters = [statistics.mean(samples[n * quarter : (n + 1) * quarter] or samples[-quarter:]) / 1024
+                for n in range(4)]  # fmt: skip
+    first, last = quarters[0], quarters[-1]
     return {"first_quarter_mb": round(first, 1), "last_quarter_mb": round(last, 1),
-            "change_percent": round(100 * (last - first) / first, 1), "peak_mb": round(max(samples) / 1024, 1)}  # fmt: skip
+            "change_percent": round(100 * (last - first) / first, 1), "peak_mb": round(max(samples) / 1024, 1),
+            "quarters_mb": [round(q, 1) for q in quarters]}  # fmt: skip
 
 
 def run_load_test(root: Path, tasks: int, minutes: float, instances: int, fault_rate: float) -> dict[str, Any]:
@@ -91,7 +94,7 @@ def run_load_test(root: Path, tasks: int, minutes: float, instances: int, fault_
         for worker in workers:
             worker.start()
         assert emulator.process is not None
-        memory: dict[str, list[int]] = {"emulator": []} | {f"task {n}": [] for n in range(tasks)}
+        memory: dict[str, list[int]] = {name: [] for name in ["emulator", *(f"task {n}" for n in range(tasks))]}
         rounds: list[dict[str, Any]] = []
         done = 0
         while done < tasks:
