@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Collection
+from functools import cache
 
 PREAMBLE = 128
 _MAGIC = b"DICM"
@@ -164,6 +165,8 @@ def _data_set(
         else:
             raise _Unreadable
         if length == UNDEFINED_LENGTH:
+            if not explicit and not _may_be_sequence(tag):
+                raise _Unreadable  # pydicom reads it up to a delimiter, not as items: let it decide
             position = _skip_undefined(data, value_at, explicit, 0)
             continue
         if value_at + length > end:
@@ -174,6 +177,15 @@ def _data_set(
     if not complete:
         raise _Unreadable  # the bytes ended before the stop tag: more of the file is needed
     return True
+
+
+@cache
+def _may_be_sequence(tag: int) -> bool:
+    """An Implicit VR element of undefined length is read as a sequence (as pydicom reads it) unless the data
+    dictionary gives its tag another VR. pydicom's dictionary is imported only when such an element is met."""
+    from pydicom.datadict import dictionary_has_tag, dictionary_VR
+
+    return not dictionary_has_tag(tag) or dictionary_VR(tag) in ("SQ", "UN")
 
 
 def _skip_undefined(data: bytes, position: int, explicit: bool, depth: int) -> int:
@@ -189,6 +201,8 @@ def _skip_undefined(data: bytes, position: int, explicit: bool, depth: int) -> i
         if (tag == _ITEM) == in_item or tag in (_ITEM_END, _SEQUENCE_END):
             raise _Unreadable  # an item among elements, an element among items, or a stray delimiter
         if length == UNDEFINED_LENGTH:
+            if in_item and not explicit and not _may_be_sequence(tag):
+                raise _Unreadable
             position = _skip_undefined(data, value_at, explicit, depth + 1)
         elif value_at + length > len(data):
             raise _Unreadable

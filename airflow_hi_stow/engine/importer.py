@@ -225,6 +225,10 @@ def run_import(
             max_instances=settings.max_batch_instances,
             group=lambda instance: instance.study_instance_uid,
         )
+        if location is not None:
+            # Nothing is sent before the records location is known to take writes (Unwritable names it): the
+            # try record itself is written once every header is read, when sending is well under way.
+            location.append_lines(TRIES, [])
         # Headers are read, checked and batched while the first batches are already being sent.
         with _Sender(client, gate, run, settings) as sender:
             for instance in _read_headers(files, settings.header_threads, run):

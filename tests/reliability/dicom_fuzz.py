@@ -234,3 +234,12 @@ def damaged(file: FuzzedFile, old: bytes, new: bytes) -> FuzzedFile:
 
 SOP_INSTANCE_UID_HEADER = b"\x08\x00\x18\x00UI"
 REFERENCED_IMAGE_SEQUENCE_TAG = b"\x08\x00\x40\x11SQ"
+
+
+def undefined_length_non_sequence() -> FuzzedFile:
+    """An Implicit VR file whose first element, (0008,0001) (UL in the dictionary), has an undefined length and
+    an item holding another such element: pydicom reads it up to the first delimiter, not as a sequence."""
+    inner = Element(0x00080001, "UL", ((Element(0x00080001, "UL", bytes(4)),),), undefined=True)
+    odd = Element(0x00080001, "UL", ((inner,),), undefined=True)
+    body = encode(odd, False) + b"".join(encode(element, False) for element in _base(2))
+    return FuzzedFile(p10(IMPLICIT_LITTLE) + body, IMPLICIT_LITTLE, False)

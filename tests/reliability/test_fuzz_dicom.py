@@ -33,6 +33,7 @@ from tests.reliability.dicom_fuzz import (
     damaged,
     dicom_files,
     plain_file,
+    undefined_length_non_sequence,
 )
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")  # pydicom warns of the invalid values made here
@@ -58,6 +59,7 @@ def pydicom_values(data: bytes) -> dict[int, str] | None:
 @example(file=damaged(plain_file(EXPLICIT_LITTLE, True), REFERENCED_IMAGE_SEQUENCE_TAG, b"\x20\x00\x40\x11SQ")).via(
     "an element out of order (0020,1140) before the Study and Series UIDs: not taken for their absence"
 )
+@example(file=undefined_length_non_sequence()).via("an Implicit VR UL of undefined length: pydicom's reading differs")
 def test_the_header_scanner_answers_what_pydicom_reads_or_leaves_the_file_to_it(file: FuzzedFile) -> None:
     for complete, head in ((True, file.data), (len(file.data) <= HEADER_BLOCK, file.data[:HEADER_BLOCK])):
         found = scan_header(head, WANTED, complete=complete, required=WANTED)  # as the sender reads
