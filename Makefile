@@ -40,7 +40,7 @@ test-oldest-airflow: $(OLDEST_VENV)/.installed
 	$(OLDEST_VENV)/bin/pytest -m compat -p no:cacheprovider
 
 # The fuzz tests (tests/reliability/test_fuzz_*.py) with 20 times their examples, random ones (make test runs them
-# derandomized, in under a minute); about 15 minutes.
+# derandomized, in under a minute); about 10 minutes.
 fuzz: venv
 	HI_STOW_FUZZ_FACTOR=20 $(BIN)/pytest -p no:cacheprovider tests/reliability/test_fuzz_emulator.py \
 		tests/reliability/test_fuzz_stow.py tests/reliability/test_fuzz_dicom.py tests/reliability/test_fuzz_deid.py

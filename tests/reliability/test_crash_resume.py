@@ -1,5 +1,5 @@
 """A task's process SIGKILLed at seeded random moments (its whole process group, as an OOM kill or a lost node ends
-it), then run again with the same records, as Airflow retries a task instance: a store task (at least 12 kill points)
+it), then run again with the same records, as Airflow retries a task instance: a store task (at least 10 kill points)
 and a de-identification task (10 kill points, single- and multi-process). After the last try every instance is
 stored (those re-sent bounded by what was in flight at each kill) or accounted for, and no record or output is
 corrupt or partial."""
@@ -124,7 +124,7 @@ def no_partial_files(*roots: Path) -> list[Path]:
 def test_a_store_task_killed_again_and_again_stores_everything_once_resending_only_what_was_in_flight(
     tmp_path: Path, processes: list[subprocess.Popen[bytes]]
 ) -> None:
-    batch, connections, kills = 10, 2, 12
+    batch, connections, kills = 10, 2, 10
     files = write_tiny_instances(tmp_path / "in", 800, studies=8)
     records = tmp_path / "records"
     with start_emulator(tmp_path / "emulator", extra_args=["--slow-rate", "1", "--slow-seconds", "0.1"]) as emulator:

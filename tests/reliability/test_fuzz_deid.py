@@ -42,7 +42,7 @@ def assert_clean(data: bytes) -> None:
     assert ORIGINAL_SOP_UID.encode() not in data
 
 
-@examples(300)
+@examples(150)
 @given(file=dicom_files())
 @example(file=plain_file(EXPLICIT_LITTLE, explicit=False)).via("an Implicit VR data set under an Explicit VR syntax")
 def test_any_instance_is_deidentified_clean_or_quarantined_with_a_reason(file: FuzzedFile) -> None:

@@ -54,7 +54,7 @@ def pydicom_values(data: bytes) -> dict[int, str] | None:
     return {tag: str(value).strip(" \0") for tag, value in found.items() if value is not None}
 
 
-@examples(300)
+@examples(150)
 @given(file=dicom_files())
 @example(file=damaged(plain_file(EXPLICIT_LITTLE, True), REFERENCED_IMAGE_SEQUENCE_TAG, b"\x20\x00\x40\x11SQ")).via(
     "an element out of order (0020,1140) before the Study and Series UIDs: not taken for their absence"
@@ -81,7 +81,7 @@ class InMemory:
         return self.data[start:end]
 
 
-@examples(300)
+@examples(150)
 @given(file=dicom_files())
 @example(file=damaged(plain_file(EXPLICIT_LITTLE, True), SOP_INSTANCE_UID_HEADER, b"\x08\x00\x18\x00\x55\x00")).via(
     "an unknown VR for SOP Instance UID: pydicom raises when the value is converted"
@@ -114,7 +114,7 @@ def _elements(dataset: Dataset) -> list[tuple[object, ...]]:
     return found
 
 
-@examples(300)
+@examples(150)
 @given(file=dicom_files())
 def test_the_fast_reading_of_the_validation_reads_what_pydicom_reads(file: FuzzedFile) -> None:
     meta = scan_meta(file.data)
@@ -132,7 +132,7 @@ def test_the_fast_reading_of_the_validation_reads_what_pydicom_reads(file: Fuzze
         assert fast.original_encoding == slow.original_encoding
 
 
-@examples(300)
+@examples(150)
 @given(file=dicom_files())
 def test_the_validation_reads_and_checks_any_file_without_raising(file: FuzzedFile) -> None:
     """Not through ``inspect_file``, whose last resort turns any exception into a finding: a reader's exception

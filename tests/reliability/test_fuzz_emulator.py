@@ -73,7 +73,7 @@ def test_a_multipart_body_of_any_parts_in_any_pieces_splits_back_into_them(
     assert split(body, boundary, sizes, tmp_path / "parts") == parts
 
 
-@examples(300, scratch=True)
+@examples(150, scratch=True)
 @given(
     parts=st.lists(DATA, min_size=1, max_size=3),
     damage=st.lists(st.tuples(st.integers(0, 5000), st.binary(max_size=8)), min_size=1, max_size=4),
@@ -138,7 +138,7 @@ def test_an_aws_chunked_body_of_any_data_in_any_pieces_decodes_back_to_it(
     assert decode(AwsChunkedDecoder(seed), body, sizes) == data
 
 
-@examples(300)
+@examples(150)
 @given(
     data=st.binary(min_size=1, max_size=20_000),
     damage=st.lists(st.tuples(st.integers(0, 30_000), st.binary(min_size=1, max_size=6)), min_size=1, max_size=3),
@@ -171,7 +171,7 @@ def instance_bytes(tmp_path_factory: pytest.TempPathFactory) -> bytes:
 
 
 @example(damage=[(TINY_SOP_VR, b"AI")], cut=None).via("an unknown VR for SOP Instance UID: pydicom raises late")
-@examples(300, scratch=True)
+@examples(150, scratch=True)
 @given(
     damage=st.lists(st.tuples(st.integers(0, 800), st.binary(min_size=1, max_size=8)), max_size=4),
     cut=st.one_of(st.none(), st.integers(0, 800)),

@@ -82,7 +82,7 @@ def check_matching(module: StoreResponse, uids: list[str]) -> None:
             assert result.reason
 
 
-@examples(400)
+@examples(200)
 @given(payload=st.one_of(MODULES, JSON_VALUES, st.lists(MODULES, min_size=1, max_size=2)),
        uids=st.lists(UIDS, min_size=1, max_size=4))  # fmt: skip
 def test_the_store_response_parser_takes_any_json(payload: Any, uids: list[str]) -> None:
@@ -93,7 +93,7 @@ def test_the_store_response_parser_takes_any_json(payload: Any, uids: list[str])
     check_matching(module, uids)
 
 
-@examples(300)
+@examples(150)
 @given(body=st.one_of(
     st.binary(max_size=300),
     MODULES.map(lambda m: json.dumps(m).encode()),
@@ -144,7 +144,7 @@ def test_the_multipart_builder_frames_any_data_so_that_a_mime_parser_reads_it_ba
     assert [bytes(part.get_payload(decode=True)) for part in message.iter_parts()] == parts
 
 
-@examples(300)
+@examples(150)
 @given(data=PART_DATA, cuts=st.lists(st.integers(0, 2000), max_size=6))
 def test_the_boundary_scanner_finds_the_delimiter_across_any_block_edges(data: bytes, cuts: list[int]) -> None:
     boundary = "hi-stow-"
