@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 OLDEST_AIRFLOW := 3.0.6
 OLDEST_VENV ?= .venv-airflow-$(OLDEST_AIRFLOW)
 
-.PHONY: venv lint test test-oldest-airflow demo bench bench-scale scale-test airflow compose-test clean
+.PHONY: venv lint test test-oldest-airflow fuzz fault-matrix load-test demo bench bench-scale scale-test airflow compose-test clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "airflow-hi-stow needs Python >= 3.11")'
@@ -38,6 +38,21 @@ test: lint
 test-oldest-airflow: $(OLDEST_VENV)/.installed
 	$(OLDEST_VENV)/bin/python -c 'import airflow; assert airflow.__version__ == "$(OLDEST_AIRFLOW)", airflow.__version__'
 	$(OLDEST_VENV)/bin/pytest -m compat -p no:cacheprovider
+
+# The fuzz tests (tests/reliability/test_fuzz_*.py) with 20 times their examples, random ones (make test runs them
+# derandomized, in under a minute); about 10 minutes.
+fuzz: venv
+	HI_STOW_FUZZ_FACTOR=20 $(BIN)/pytest -p no:cacheprovider tests/reliability/test_fuzz_emulator.py \
+		tests/reliability/test_fuzz_stow.py tests/reliability/test_fuzz_dicom.py tests/reliability/test_fuzz_deid.py
+
+# The fault matrix of tests/reliability/test_fault_matrix.py with 50,000 instances (make test runs 5,000).
+fault-matrix: venv
+	$(BIN)/python -m tests.reliability.fault_matrix --instances 50000
+
+# 8 store tasks in parallel against one emulator injecting faults, for 3 minutes: every instance stored, no error
+# but the injected ones, client and emulator memory flat (figures in build/load-test.json; see docs/reliability.md).
+load-test: venv
+	$(BIN)/python -m tests.stack.load_test $(LOAD_ARGS)
 
 # The main job: a generated DICOM set through the sample DAG into the local HealthImaging emulator (see README).
 demo: venv

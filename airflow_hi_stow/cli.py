@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from airflow_hi_stow.core import healthimaging, redaction
 from airflow_hi_stow.core.batching import DEFAULT_MAX_BATCH_BYTES, DEFAULT_MAX_BATCH_INSTANCES
+from airflow_hi_stow.core.names import printable
 from airflow_hi_stow.core.payload_signing import PayloadSigning
 from airflow_hi_stow.core.results import Outcome
 
@@ -56,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     store.add_argument("--no-verify-ssl", action="store_true", help="do not verify the endpoint's certificate")
     store.add_argument("--quiet", action="store_true", help="print only the files that were not stored")
     store.add_argument("--json", metavar="PATH", help="also write every file's outcome as JSON to PATH")
+    store.add_argument(
+        "--follow-symlinks", action="store_true", help="follow symbolic links in source folders that point out of them"
+    )
     store.set_defaults(handler=run_store)
 
     try:
@@ -72,6 +76,7 @@ def run_store(args: argparse.Namespace) -> int:
     import botocore.session
 
     from airflow_hi_stow.engine.importer import Collector, ImportSettings, run_import
+    from airflow_hi_stow.storage.files import write_whole
     from airflow_hi_stow.storage.locations import LocalLocation
     from airflow_hi_stow.transport.auth import SigV4StowAuth
     from airflow_hi_stow.transport.client import StowClient
@@ -94,6 +99,7 @@ def run_store(args: argparse.Namespace) -> int:
         max_batch_bytes=int(args.batch_mb * 1024**2),
         max_batch_instances=args.batch_instances,
         max_connections=args.connections,
+        follow_symlinks=args.follow_symlinks,
     )
     client = StowClient(
         f"{endpoint}/datastore/{args.datastore_id}",
@@ -118,8 +124,7 @@ def run_store(args: argparse.Namespace) -> int:
     result = collect.store_result()
     report(result, time.monotonic() - started, quiet=args.quiet)
     if args.json:
-        with open(args.json, "w", encoding="utf-8") as out:
-            json.dump([item.to_dict() for item in result.instances], out, indent=1)
+        write_whole(Path(args.json), json.dumps([item.to_dict() for item in result.instances], indent=1).encode())
     return EXIT_OK if result.all_stored else EXIT_NOT_ALL_STORED
 
 
@@ -128,7 +133,7 @@ def report(result: StoreResult, elapsed: float, *, quiet: bool = False) -> None:
     for item in result.instances:
         if quiet and item.outcome is Outcome.STORED:
             continue
-        line = f"{item.outcome.value:<20} {item.source}"
+        line = f"{item.outcome.value:<20} {printable(item.source)}"
         print(f"{line}  {item.reason}" if item.reason else line)
     counts = result.counts()
     sent = sum(request.sent_bytes for request in result.requests)

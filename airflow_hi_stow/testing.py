@@ -194,6 +194,25 @@ class RunningEmulator:
     def clear_faults(self) -> None:
         self._admin("DELETE", "/_emulator/faults")
 
+    def rotate_credentials(
+        self, *, session_token: str | None = None, access_key: str | None = None, secret_key: str | None = None
+    ) -> None:
+        """Accept new credentials from now on (requests signed with the old ones get 403 ExpiredTokenException),
+        as when an assumed-role session is replaced; a restart keeps the new ones. Unnamed ones are kept."""
+        changes = {
+            name: value
+            for name, value in (
+                ("session_token", session_token),
+                ("access_key", access_key),
+                ("secret_key", secret_key),
+            )
+            if value is not None
+        }
+        self._admin("POST", "/_emulator/credentials", changes)
+        self.session_token = session_token or self.session_token
+        self.access_key = access_key or self.access_key
+        self.secret_key = secret_key or self.secret_key
+
     def stats(self) -> dict[str, Any]:
         """Counters: ``responses`` per status, ``operations``, ``instances`` received/stored/failed, ``bytes``,
         ``faults``, and ``index`` (rows now in the index)."""

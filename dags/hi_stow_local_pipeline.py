@@ -49,6 +49,7 @@ from airflow_hi_stow.operators.partition import PartitionDicomOperator
 from airflow_hi_stow.operators.store import StoreDicomOperator
 from airflow_hi_stow.operators.validate import ValidateDicomOperator
 from airflow_hi_stow.readback.image_sets import describe_image_sets
+from airflow_hi_stow.storage.files import write_whole
 
 CONN_ID = "aws_healthimaging"
 KEY_CONN_ID = "hi_stow_deid_key"
@@ -129,7 +130,7 @@ with DAG(
         result["deidentification"] = deidentification
         result["validation"] = validation
         if report_path := (params or {}).get("report_path"):
-            Path(report_path).write_text(json.dumps(result, indent=1))
+            write_whole(Path(report_path), json.dumps(result, indent=1).encode())  # whole or not at all
         return result
 
     @task(trigger_rule=TriggerRule.ONE_FAILED, retries=0)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Collection
+from functools import cache
 
 PREAMBLE = 128
 _MAGIC = b"DICM"
@@ -43,12 +44,16 @@ class _Unreadable(Exception):
     """Not readable here (cut short, or an encoding this scanner leaves to pydicom)."""
 
 
-def scan_header(data: bytes, wanted: Collection[int], *, complete: bool = False) -> dict[int, bytes] | None:
+def scan_header(
+    data: bytes, wanted: Collection[int], *, complete: bool = False, required: Collection[int] = ()
+) -> dict[int, bytes] | None:
     """The raw values of the ``wanted`` top-level tags (file meta tags included) found before the first top-level
     tag greater than all of them; a wanted tag that is absent is absent from the result.
 
     ``data`` is the start of the file, or all of it when ``complete`` (then reaching its end settles what is
-    absent). None: this scanner cannot tell (see the module docstring).
+    absent). A ``required`` tag found missing where the scan stops, before the end, gives None: only the elements'
+    order said it was absent, and an element out of order later (a damaged file) may be it. None: this scanner
+    cannot tell (see the module docstring).
     """
     if len(data) < PREAMBLE + 4 or data[PREAMBLE : PREAMBLE + 4] != _MAGIC:
         return None
@@ -66,8 +71,9 @@ def scan_header(data: bytes, wanted: Collection[int], *, complete: bool = False)
         if text in _NOT_LITTLE_ENDIAN_EXPLICIT and text != IMPLICIT_VR_LITTLE_ENDIAN:
             return None
         explicit = text != IMPLICIT_VR_LITTLE_ENDIAN
-        if stop > TRANSFER_SYNTAX:
-            _data_set(data, position, explicit, wanted, stop, found, complete)
+        ended = stop <= TRANSFER_SYNTAX or _data_set(data, position, explicit, wanted, stop, found, complete)
+        if not ended and not set(required) <= found.keys():
+            return None
     except (_Unreadable, struct.error, UnicodeDecodeError):
         return None
     return found
@@ -131,7 +137,8 @@ def _data_set(
     stop: int,
     found: dict[int, bytes],
     complete: bool,
-) -> None:
+) -> bool:
+    """Read the data set's elements up to the first beyond ``stop``; True when the data ended first."""
     end = len(data)
     previous = -1
     # Locals, not globals, in the loop that runs once per element.
@@ -148,7 +155,7 @@ def _data_set(
         if tag <= previous or group == 0xFFFE:
             raise _Unreadable  # out of order, or an item where an element should be: pydicom says what it is
         if tag > stop:
-            return
+            return False
         previous = tag
         if not explicit or vr in short_vrs:
             value_at = position + 8
@@ -158,6 +165,8 @@ def _data_set(
         else:
             raise _Unreadable
         if length == UNDEFINED_LENGTH:
+            if not explicit and not _may_be_sequence(tag):
+                raise _Unreadable  # pydicom reads it up to a delimiter, not as items: let it decide
             position = _skip_undefined(data, value_at, explicit, 0)
             continue
         if value_at + length > end:
@@ -167,6 +176,16 @@ def _data_set(
         position = value_at + length
     if not complete:
         raise _Unreadable  # the bytes ended before the stop tag: more of the file is needed
+    return True
+
+
+@cache
+def _may_be_sequence(tag: int) -> bool:
+    """An Implicit VR element of undefined length is read as a sequence (as pydicom reads it) unless the data
+    dictionary gives its tag another VR. pydicom's dictionary is imported only when such an element is met."""
+    from pydicom.datadict import dictionary_has_tag, dictionary_VR
+
+    return not dictionary_has_tag(tag) or dictionary_VR(tag) in ("SQ", "UN")
 
 
 def _skip_undefined(data: bytes, position: int, explicit: bool, depth: int) -> int:
@@ -182,6 +201,8 @@ def _skip_undefined(data: bytes, position: int, explicit: bool, depth: int) -> i
         if (tag == _ITEM) == in_item or tag in (_ITEM_END, _SEQUENCE_END):
             raise _Unreadable  # an item among elements, an element among items, or a stray delimiter
         if length == UNDEFINED_LENGTH:
+            if in_item and not explicit and not _may_be_sequence(tag):
+                raise _Unreadable
             position = _skip_undefined(data, value_at, explicit, depth + 1)
         elif value_at + length > len(data):
             raise _Unreadable

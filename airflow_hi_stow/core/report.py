@@ -7,10 +7,18 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from airflow_hi_stow.core.results import Outcome
+from airflow_hi_stow.core.results import Outcome, RetryCause
 
 LISTED_NON_PRIMARY = 20
 LISTED_REASONS = 10
+_RETRY_WORDS = {
+    RetryCause.THROTTLED: "throttled",
+    RetryCause.SERVER_ERROR: "server error(s)",
+    RetryCause.TIMEOUT: "timed out",
+    RetryCause.CONNECTION_LOST: "connection(s) lost",
+    RetryCause.UNREACHABLE: "unreachable",
+    RetryCause.EXPIRED_CREDENTIALS: "expired credentials refreshed",
+}
 
 
 def build_import_report(
@@ -21,6 +29,7 @@ def build_import_report(
     counts: Counter[str] = Counter()
     reasons: Counter[tuple[str, str]] = Counter()
     totals: Counter[str] = Counter()
+    retries: Counter[str] = Counter()
     tasks = Counter[str]()
     for summary in summaries:
         if summary is None:
@@ -28,8 +37,9 @@ def build_import_report(
             continue
         tasks["with_summary"] += 1
         counts.update(summary.get("counts", {}))
-        for key in ("files", "bytes_stored", "bytes_sent", "requests", "throttled"):
+        for key in ("files", "bytes_stored", "bytes_sent", "requests", "throttled", "possibly_stored_twice"):
             totals[key] += int(summary.get(key, 0))
+        retries.update({cause: int(count) for cause, count in summary.get("retries", {}).items()})
         totals["milliseconds"] += round(float(summary.get("duration_seconds", 0)) * 1000)
         for item in summary.get("top_reasons", []):
             reasons[item["outcome"], item["reason"]] += int(item["count"])
@@ -46,6 +56,8 @@ def build_import_report(
         "bytes_sent": totals["bytes_sent"],
         "requests": totals["requests"],
         "throttled": totals["throttled"],
+        "retries": {cause.value: retries.get(cause.value, 0) for cause in RetryCause},
+        "possibly_stored_twice": totals["possibly_stored_twice"],
         "task_seconds": seconds,
         "throughput_mb_per_s": round(totals["bytes_sent"] / seconds / 1e6, 2) if seconds else 0.0,
         "tasks": dict(tasks),
@@ -83,6 +95,14 @@ def format_import_report(report: Mapping[str, Any]) -> str:
         f"{report['task_seconds']:.1f} s of import time ({report['throughput_mb_per_s']:.1f} MB/s)"
         + (f", {report['throttled']} throttled answer(s)" if report["throttled"] else "")
     )
+    retried = [
+        f"{report['retries'][c.value]} {words}" for c, words in _RETRY_WORDS.items() if report["retries"][c.value]
+    ]
+    if retried or report["possibly_stored_twice"]:
+        lines.append(
+            f"  retried        {', '.join(retried) or 'nothing'}; {report['possibly_stored_twice']} instance(s) "
+            "possibly stored twice (re-sent after an attempt the server may have stored)"
+        )
     image_sets = report["image_sets"]
     lines.append(
         f"  image sets     {image_sets['total']} in {report['studies']} stud{'y' if report['studies'] == 1 else 'ies'}: "

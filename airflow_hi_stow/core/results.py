@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -23,6 +24,28 @@ class Outcome(StrEnum):
     @property
     def is_stored(self) -> bool:
         return self in (Outcome.STORED, Outcome.STORED_WITH_WARNING)
+
+
+class RetryCause(StrEnum):
+    """Why a request was sent again: the outcome of the attempt before it."""
+
+    THROTTLED = "throttled"
+    """429 or 503: the server did not take the request (HealthImaging's throttling, a service busy)."""
+    SERVER_ERROR = "server_error"
+    """500, 502, 504: the server (or a gateway before it) failed; it may have stored what it had received."""
+    TIMEOUT = "timeout"
+    """No answer within the read timeout: the server may have stored the request."""
+    CONNECTION_LOST = "connection_lost"
+    """The connection broke during the request or before its answer: the server may have stored it."""
+    UNREACHABLE = "unreachable"
+    """No connection could be made (refused, no route, connect timeout, proxy): nothing was sent."""
+    EXPIRED_CREDENTIALS = "expired_credentials"
+    """A 401/403 for expired credentials, signed again with refreshed ones."""
+
+    @property
+    def outcome_unknown(self) -> bool:
+        """Whether the server may have stored what the attempt sent (so a re-send may store it twice)."""
+        return self in (RetryCause.SERVER_ERROR, RetryCause.TIMEOUT, RetryCause.CONNECTION_LOST)
 
 
 @dataclass(frozen=True)
@@ -63,6 +86,8 @@ class RequestRecord:
     retrieve_url: str | None = None
     other_failures: tuple[str, ...] = ()
     """Described reasons from OtherFailuresSequence, not tied to an instance."""
+    retries: Mapping[RetryCause, int] = field(default_factory=dict)
+    """Re-sends of the request, by the cause of the attempt before."""
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from airflow_hi_stow.core.results import InstanceResult, Outcome, RequestRecord
+from airflow_hi_stow.core.results import InstanceResult, Outcome, RequestRecord, RetryCause
 
 TOP_REASONS = 10
 MAX_DISTINCT_REASONS = 1000
@@ -34,6 +34,11 @@ class ImportTally:
     requests: int = 0
     throttled: int = 0
     """429/503 answers that were retried."""
+    retries: Counter[RetryCause] = field(default_factory=Counter)
+    """Re-sent requests, by the cause of the attempt before."""
+    possibly_stored_twice: int = 0
+    """Instances re-sent after an attempt the server may have stored (a lost connection, a timeout, a 5xx other
+    than 503): at most this many were uploaded twice."""
     ledger_failures: int = 0
     """Resume-ledger writes that failed (their files would be sent again by a retry)."""
     reasons: Counter[tuple[str, str]] = field(default_factory=Counter)
@@ -61,6 +66,10 @@ class ImportTally:
         self.requests += 1
         self.bytes_sent += record.sent_bytes
         self.throttled += record.throttled
+        self.retries.update(record.retries)
+        self.possibly_stored_twice += record.instances * sum(
+            count for cause, count in record.retries.items() if cause.outcome_unknown
+        )
 
     def summary(self, duration: float, **extra: Any) -> dict[str, Any]:
         """The summary: counts per outcome, bytes, duration, throughput, the most frequent reasons, plus ``extra``
@@ -74,6 +83,8 @@ class ImportTally:
             "bytes_sent": self.bytes_sent,
             "requests": self.requests,
             "throttled": self.throttled,
+            "retries": {cause.value: self.retries.get(cause, 0) for cause in RetryCause},
+            "possibly_stored_twice": self.possibly_stored_twice,
             "ledger_failures": self.ledger_failures,
             "duration_seconds": round(duration, 3),
             "throughput_mb_per_s": round(self.bytes_sent / seconds / 1e6, 3),

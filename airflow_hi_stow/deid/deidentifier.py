@@ -6,13 +6,16 @@ No file system, network or Airflow here: the runner (``runner.py``) or an operat
 from __future__ import annotations
 
 import logging
+import re
 import subprocess
 from dataclasses import dataclass
 from io import BytesIO
 
 from pydicom import dcmread
+from pydicom.datadict import dictionary_has_tag, dictionary_VR, keyword_for_tag
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
-from pydicom.errors import InvalidDicomError
+from pydicom.errors import BytesLengthException, InvalidDicomError
 from pydicom.uid import UID, ExplicitVRLittleEndian
 
 from airflow_hi_stow.deid.burned_in import (
@@ -77,6 +80,55 @@ class Quarantined:
 
     finding: Finding
     notes: tuple[str, ...] = ()
+
+
+_DAMAGE_KINDS: tuple[tuple[type[Exception], str], ...] = (
+    (BytesLengthException, "an element's length does not fit its VR"),
+    (NotImplementedError, "an element has an unknown VR"),
+    (OSError, "a sequence is damaged or cut short"),
+    (ValueError, "an element's value does not fit its VR or the transfer syntax"),
+)
+UNDEFINED_LENGTH = 0xFFFFFFFF
+_TAG = re.compile(r"\(([0-9A-Fa-f]{4}),([0-9A-Fa-f]{4})\)")
+
+
+def damaged_element(error: Exception) -> Finding:
+    """The finding for an exception met while cleaning or encoding: what kind of damage, and the attribute when
+    pydicom's message names its tag (only the tag is taken from the message: the rest may quote the value)."""
+    kind = next((text for kind, text in _DAMAGE_KINDS if isinstance(error, kind)), "an element cannot be encoded")
+    found = _TAG.search(str(error))
+    attribute = ""
+    if found:
+        tag = int(found[1] + found[2], 16)
+        attribute = keyword_for_tag(tag) or f"({found[1].upper()},{found[2].upper()})"
+    return Finding("failed", f"de-identification failed: {kind} ({type(error).__name__})", attribute)
+
+
+def read_without_vrs(ds: Dataset) -> bool:
+    """The data set was read as Implicit VR (pydicom reads it so, with a warning, when its syntax says Explicit):
+    its elements not converted yet have no VR."""
+    for tag in ds.keys():  # noqa: SIM118 (iterating a Dataset converts its elements)
+        element = ds.get_item(tag)
+        if isinstance(element, RawDataElement):
+            return element.VR is None
+    return False
+
+
+def give_vrs(ds: Dataset) -> None:
+    """Give every element read without a VR (an Implicit VR data set) its dictionary's VR (UN for a tag the
+    dictionary lacks), in every sequence item, so that the writer can encode the data set explicitly. Values stay
+    raw (a value that does not convert is written as it was read); sequences and ambiguous VRs are converted."""
+    for tag in list(ds.keys()):
+        element = ds.get_item(tag)
+        if isinstance(element, RawDataElement) and element.VR is None:
+            vr = dictionary_VR(tag) if not tag.is_private and dictionary_has_tag(tag) else "UN"
+            if vr != "SQ" and " or " not in vr and element.length != UNDEFINED_LENGTH:  # (UN of undefined length: SQ)
+                ds[tag] = element._replace(VR=vr)
+                continue
+        element = ds[tag]
+        if element.VR == "SQ":
+            for item in element.value:
+                give_vrs(item)
 
 
 class Deidentifier:
@@ -169,13 +221,15 @@ class Deidentifier:
                 if quarantined is not None:
                     return quarantined
         try:
+            if read_without_vrs(ds) and not UID(ds.file_meta.TransferSyntaxUID).is_implicit_VR:
+                give_vrs(ds)  # an Implicit VR data set under an Explicit VR syntax: written explicitly, with VRs
             result = self._deidentify_dataset(ds)
             if result.findings:
                 return Quarantined(result.findings[0], notes)
             buffer = BytesIO()
             result.dataset.save_as(buffer, enforce_file_format=True)
         except Exception as error:  # a damaged element met while cleaning or encoding; never its value
-            return Quarantined(Finding("failed", f"de-identification failed ({type(error).__name__})"), notes)
+            return Quarantined(damaged_element(error), notes)
         encoded = buffer.getvalue()
         pixels = result.dataset.get_item(0x7FE00010)
         token = scan_bytes(encoded, result.identifiers, pixels.value if pixels is not None else None)

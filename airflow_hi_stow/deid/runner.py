@@ -28,7 +28,12 @@ from airflow_hi_stow.deid.transform import LinkageRecord
 from airflow_hi_stow.workers import allowed_processes, usable_cores, worker_pool
 
 REPORT_VERSION = 1
-REASON_SUFFIX = ".reason.json"  # beside each quarantined input
+QUARANTINED_ORIGINAL = "original"
+"""In ``<quarantine>/<input_id>/``: the input's bytes as they came (patient data)."""
+QUARANTINED_SOURCE = "source.json"
+"""The input's name in its source, which may hold patient data (``MRN123_1.dcm``) as the original does."""
+QUARANTINED_REASON = "reason.json"
+"""Why it was quarantined; no patient data, and nothing of the input's name."""
 PARALLEL_FROM = 64  # fewer inputs than this are not worth starting worker processes for
 CHUNK = 16  # inputs per message to a worker process
 CHUNK_BYTES = 32 * 1024 * 1024  # or fewer, when the inputs say their size
@@ -43,6 +48,7 @@ class FileOutcome:
     input_id: str
     status: str  # deidentified | quarantined
     output: str = ""
+    """The output's path under the destination, or the input's folder under the quarantine."""
     study_instance_uid: str = ""
     series_instance_uid: str = ""
     finding: Finding | None = None
@@ -114,13 +120,16 @@ class _Worker:
     def _quarantine(
         self, item: InputFile, input_id: str, data: bytes | None, finding: Finding, notes: tuple[str, ...]
     ) -> FileOutcome:
-        """The original bytes under ``<quarantine>/<input_id>/``, its reason beside it (naming the source file)."""
-        relative = posixpath.join(input_id, posixpath.basename(item.name.replace(os.sep, "/")) or "input")
+        """Into ``<quarantine>/<input_id>/``: the original bytes, the source's name and the reason, in three files
+        whose names owe nothing to the source's (a name can carry a patient's ID); the reason last."""
         if data is not None:
-            self.quarantine.write(relative, data)
-        reason = {"input_id": input_id, "source": item.name, **asdict(finding)}
-        self.quarantine.write(relative + REASON_SUFFIX, (json.dumps(reason, indent=2) + "\n").encode("utf-8"))
-        return FileOutcome(input_id, "quarantined", relative, finding=finding, notes=notes)
+            self.quarantine.write(posixpath.join(input_id, QUARANTINED_ORIGINAL), data)
+        for name, record in (
+            (QUARANTINED_SOURCE, {"input_id": input_id, "source": item.name}),
+            (QUARANTINED_REASON, {"input_id": input_id, **asdict(finding)}),
+        ):
+            self.quarantine.write(posixpath.join(input_id, name), (json.dumps(record, indent=2) + "\n").encode("utf-8"))
+        return FileOutcome(input_id, "quarantined", input_id, finding=finding, notes=notes)
 
 
 _process_worker: _Worker | None = None

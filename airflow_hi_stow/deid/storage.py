@@ -16,6 +16,7 @@ from typing import Protocol
 
 from airflow_hi_stow.deid.errors import UnavailableInput
 from airflow_hi_stow.deid.transform import LinkageRecord
+from airflow_hi_stow.storage.files import process_owner, write_whole
 
 
 class InputFile(Protocol):
@@ -83,19 +84,11 @@ def _size(path: Path) -> int:
         return 0
 
 
-def _atomic_write(target: Path, data: bytes, mode: int | None = None) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    with open(temporary, "wb") as handle:
-        if mode is not None:
-            os.chmod(temporary, mode)
-        handle.write(data)
-    os.replace(temporary, target)
-
-
 @dataclass(frozen=True)
 class LocalDirectory:
-    """A local directory; files are written to a temporary name beside the target, then renamed over it."""
+    """A local directory; files are written to a temporary name beside the target, then renamed over it (see
+    :mod:`airflow_hi_stow.storage.files`; not synced to disk one by one: a killed process leaves no half file, a
+    machine crash may lose the last ones written, which a rerun writes again)."""
 
     root: str
 
@@ -103,7 +96,7 @@ class LocalDirectory:
         target = Path(self.root, relative)
         if Path(self.root).resolve() not in target.resolve().parents:
             raise ValueError("an output path must stay inside its directory")
-        _atomic_write(target, data)
+        write_whole(target, data, owner=process_owner(), sync=False)
 
 
 @dataclass(frozen=True)
@@ -113,7 +106,7 @@ class LinkageFile:
     path: str
 
     def write(self, records: Sequence[LinkageRecord]) -> None:
-        _atomic_write(Path(self.path), linkage_csv(records), mode=0o600)
+        write_whole(Path(self.path), linkage_csv(records), owner=process_owner(), mode=0o600)
 
 
 def linkage_csv(records: Sequence[LinkageRecord]) -> bytes:

@@ -1,5 +1,6 @@
 """The emulator's own endpoints under ``/_emulator`` (no authentication; never affected by faults):
-health, fault settings, counters, and the image sets of a data store with what made them non-primary."""
+health, fault settings, the rotation of the accepted credentials, counters, and the image sets of a data store with
+what made them non-primary."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from airflow_hi_stow.emulator.auth import EmulatorCredentials
 from airflow_hi_stow.emulator.context import EmulatorContext
 from airflow_hi_stow.emulator.errors import invalid
 from airflow_hi_stow.emulator.faults import FaultConfig
@@ -28,6 +30,7 @@ class Admin:
             Route("/_emulator/faults", self.get_faults, methods=["GET"]),
             Route("/_emulator/faults", self.set_faults, methods=["POST", "PUT"]),
             Route("/_emulator/faults", self.clear_faults, methods=["DELETE"]),
+            Route("/_emulator/credentials", self.rotate_credentials, methods=["POST"]),
             Route("/_emulator/stats", self.get_stats, methods=["GET"]),
             Route("/_emulator/stats", self.reset_stats, methods=["DELETE"]),
             Route("/_emulator/datastores/{datastore_id}/image-sets", self.image_sets, methods=["GET"]),
@@ -60,6 +63,30 @@ class Admin:
     async def clear_faults(self, request: Request) -> Response:
         self.context.faults.configure(FaultConfig())
         return aws_json(FaultConfig().to_json())
+
+    async def rotate_credentials(self, request: Request) -> Response:
+        """Accept other credentials from now on, as when an assumed-role session is replaced: the JSON may name
+        ``access_key``, ``secret_key`` and ``session_token`` (absent ones are kept; ``session_token`` null drops
+        it). Requests signed with the replaced ones get 403 ExpiredTokenException. The answer names no secret."""
+        authenticator = self.context.authenticator
+        if authenticator is None:
+            raise invalid("authentication is off (--no-auth): there are no credentials to rotate")
+        try:
+            given = json.loads(await request.body() or b"{}")
+            unknown = sorted(set(given) - {"access_key", "secret_key", "session_token"})
+            if unknown:
+                raise ValueError(f"unknown field(s): {', '.join(unknown)}")
+            current = authenticator.credentials
+            token = given.get("session_token", current.token)
+            credentials = EmulatorCredentials(
+                str(given.get("access_key") or current.access_key),
+                str(given.get("secret_key") or current.secret_key),
+                None if token is None else str(token),
+            )
+        except (ValueError, TypeError, AttributeError) as exc:
+            raise invalid(f"bad credentials: {exc}") from None
+        authenticator.rotate(credentials)
+        return aws_json({"accessKeyId": credentials.access_key, "sessionToken": credentials.token is not None})
 
     async def get_stats(self, request: Request) -> Response:
         counts = await run_in_threadpool(self.context.storage.counts)

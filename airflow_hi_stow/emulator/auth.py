@@ -6,6 +6,11 @@ Checked, in order: the Authorization header's form, the access key, the session 
 ``x-amz-date`` are signed and every signed header is present, the date (scope date equal to ``x-amz-date``, within
 ±15 minutes of the emulator's clock, as AWS allows), region and service, then the signature. Error messages follow
 AWS's and never contain a signature or a secret.
+
+The accepted credentials can be rotated while the emulator runs (:meth:`Authenticator.rotate`, the admin endpoint
+``POST /_emulator/credentials``), as an assumed-role session is replaced by the next: requests still carrying an
+earlier key pair or session token are refused with 403 ``ExpiredTokenException``, which a client answers by
+refreshing its credentials.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ SIGNATURE_MISMATCH = (
     "Key and signing method. Consult the service documentation for details."
 )
 _INVALID_TOKEN = "The security token included in the request is invalid."  # noqa: S105 - a message
+_EXPIRED_TOKEN = "The security token included in the request is expired"  # noqa: S105 - AWS's message
 _SHA256_HEX = re.compile(r"[0-9a-fA-F]{64}")
 _PORT = re.compile(r":\d+$")
 _AMZ_DATE = "%Y%m%dT%H%M%SZ"
@@ -95,6 +101,13 @@ class Authenticator:
         self.region = region
         self.clock_skew = clock_skew
         self.clock = clock
+        self._retired: list[EmulatorCredentials] = []
+
+    def rotate(self, credentials: EmulatorCredentials) -> None:
+        """Accept ``credentials`` from now on; the ones they replace are answered ``ExpiredTokenException``."""
+        if credentials != self.credentials:
+            self._retired.append(self.credentials)
+            self.credentials = credentials
 
     def authenticate(self, method: str, raw_path: str, query_string: str, headers: Mapping[str, str]) -> SignedRequest:
         """Verify a request's headers (names lower-case); the body is verified afterwards (see PayloadCheck)."""
@@ -109,9 +122,12 @@ class Authenticator:
                 "Authorization header requires 'Credential', 'SignedHeaders' and 'Signature' parameters "
                 "(AWS4-HMAC-SHA256).",
             ) from None
-        if not hmac.compare_digest(auth.access_key.encode(), self.credentials.access_key.encode()):
+        credentials = self.credentials  # a rotation while the body arrives does not change what signed it
+        token = headers.get("x-amz-security-token")
+        if not hmac.compare_digest(auth.access_key.encode(), credentials.access_key.encode()):
+            self._refuse_retired(auth.access_key, token)
             raise AwsError("UnrecognizedClientException", _INVALID_TOKEN)
-        self._check_token(headers.get("x-amz-security-token"), auth.signed_headers)
+        self._check_token(credentials, auth.access_key, token, auth.signed_headers)
         missing = [name for name in ("host", "x-amz-date") if name not in auth.signed_headers]
         if missing:
             raise AwsError("IncompleteSignatureException", f"SignedHeaders must include {' and '.join(missing)}.")
@@ -135,7 +151,7 @@ class Authenticator:
         def verify(payload_sha256: str | None) -> sigv4.Signature:
             for host in _host_variants(headers["host"]):
                 recomputed = sigv4_verify.recompute(
-                    self.credentials,
+                    credentials,
                     self.region,
                     method,
                     url,
@@ -150,14 +166,24 @@ class Authenticator:
         seed = None if check is PayloadCheck.DEFERRED else verify(declared)
         return SignedRequest(check, seed, declared, verify)
 
-    def _check_token(self, token: str | None, signed_headers: tuple[str, ...]) -> None:
-        expected = self.credentials.token
+    def _check_token(
+        self, credentials: EmulatorCredentials, access_key: str, token: str | None, signed_headers: tuple[str, ...]
+    ) -> None:
+        expected = credentials.token
         if expected is None and token is None:
             return
         if expected is None or token is None or not hmac.compare_digest(token.encode(), expected.encode()):
+            self._refuse_retired(access_key, token)
             raise AwsError("UnrecognizedClientException", _INVALID_TOKEN)
         if "x-amz-security-token" not in signed_headers:
             raise AwsError("IncompleteSignatureException", "SignedHeaders must include x-amz-security-token.")
+
+    def _refuse_retired(self, access_key: str, token: str | None) -> None:
+        """Raise ExpiredTokenException when the key and token are those of credentials rotated out."""
+        for retired in self._retired:
+            same_key = hmac.compare_digest(access_key.encode(), retired.access_key.encode())
+            if same_key and hmac.compare_digest((token or "").encode(), (retired.token or "").encode()):
+                raise AwsError("ExpiredTokenException", _EXPIRED_TOKEN)
 
     def _check_date(self, timestamp: str, scope_date: str) -> None:
         try:

@@ -54,6 +54,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     faults = parser.add_argument_group("fault injection (also settable at POST /_emulator/faults)")
     faults.add_argument("--fail-rate", type=float, default=0.0, help="share of requests answered 429/503")
     faults.add_argument("--fail-status", default="429,503", help="statuses used in turn (default: 429,503)")
+    faults.add_argument("--fail-burst", type=int, default=1, help="consecutive requests each error spans (default: 1)")
     faults.add_argument("--retry-after", type=int, default=1, help="Retry-After seconds of injected errors")
     faults.add_argument("--drop-rate", type=float, default=0.0, help="share of connections dropped mid-body")
     faults.add_argument("--slow-rate", type=float, default=0.0, help="share of responses delayed")
@@ -89,6 +90,7 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
     faults = FaultConfig(
         error_rate=args.fail_rate,
         error_statuses=tuple(int(status) for status in args.fail_status.split(",") if status.strip()),
+        error_burst=args.fail_burst,
         retry_after=args.retry_after,
         drop_rate=args.drop_rate,
         slow_rate=args.slow_rate,

@@ -117,7 +117,9 @@ def _scanned(part: ReceivedPart) -> dict[str, str] | None:
             head = stream.read(HEAD_BYTES)
     except OSError:
         return None
-    found = scan_header(head, _SCANNED, complete=len(head) == part.size)
+    found = scan_header(
+        head, _SCANNED, complete=len(head) == part.size, required={TRANSFER_SYNTAX, *_IDENTIFIERS.values()}
+    )
     if found is None or found.get(_CHARACTER_SET, b"").strip(b" \0") not in _LATIN_1:
         return None
     text = {}
@@ -135,15 +137,16 @@ def _read_with_pydicom(part: ReceivedPart) -> dict[str, str] | PartFailure:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             dataset = dcmread(part.path, stop_before_pixels=True)
+            # converted here too: a value is read from its raw bytes only now (an unknown VR raises, say)
+            values = {"TransferSyntaxUID": str(dataset.file_meta.get("TransferSyntaxUID", "") or "").strip()}
+            for keyword in (*_IDENTIFIERS, *GROUPING_KEYWORDS):
+                value = dataset.get(keyword)
+                if value is not None:
+                    values[keyword] = str(value).strip()
     except InvalidDicomError:
         return PartFailure(part, CANNOT_UNDERSTAND, "not a DICOM P10 file (no preamble and 'DICM' prefix)")
     except Exception as exc:  # pydicom raises many kinds on corrupt or truncated data
         return PartFailure(part, CANNOT_UNDERSTAND, f"unreadable DICOM data ({type(exc).__name__})")
-    values = {"TransferSyntaxUID": str(dataset.file_meta.get("TransferSyntaxUID", "") or "").strip()}
-    for keyword in (*_IDENTIFIERS, *GROUPING_KEYWORDS):
-        value = dataset.get(keyword)
-        if value is not None:
-            values[keyword] = str(value).strip()
     return values
 
 

@@ -10,6 +10,7 @@ _STATUS = {
     "AccessDeniedException": 403,
     "InvalidSignatureException": 403,
     "UnrecognizedClientException": 403,
+    "ExpiredTokenException": 403,
     "MissingAuthenticationTokenException": 403,
     "ResourceNotFoundException": 404,
     "ConflictException": 409,
@@ -25,10 +26,12 @@ _STATUS = {
 class AwsError(Exception):
     """An error response. Its message never holds credentials, signatures or patient data."""
 
-    def __init__(self, error_type: str, message: str, *, headers: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, error_type: str, message: str, *, headers: Mapping[str, str] | None = None, status: int | None = None
+    ) -> None:
         super().__init__(message)
         self.error_type = error_type
-        self.status = _STATUS[error_type]
+        self.status = status or _STATUS[error_type]
         self.message = message
         self.headers = dict(headers or {})
 

@@ -3,8 +3,10 @@ connections dropped mid-body, slow responses.
 
 Shares are deterministic: with ``error_rate`` 0.25, exactly every 4th request in scope is answered with an error
 (a credit accumulates by the rate on each request and the fault fires when it reaches 1), so a test can count on
-the number of faults whatever the order of parallel requests. One request gets one fault at most (throttle, then
-error, drop, slow): a fault falling due on a request that already has one comes with the next request.
+the number of faults whatever the order of parallel requests. With ``error_burst`` N, errors come N requests in a
+row (a burst of 503s, as a service shedding load answers), the share staying ``error_rate``. One request gets one
+fault at most (throttle, then error, drop, slow): a fault falling due on a request that already has one comes with
+the next request.
 
 The throttle is a token bucket of ``throttle_burst`` tokens refilled at ``throttle_rps`` per second, answered with
 ThrottlingException (429, no Retry-After) as HealthImaging's TPS quotas are.
@@ -32,6 +34,9 @@ class FaultConfig:
     error_rate: float = 0.0
     """Share of requests answered with one of ``error_statuses`` (in turn) and a Retry-After header."""
     error_statuses: tuple[int, ...] = (429, 503)
+    """Used in turn, one per burst."""
+    error_burst: int = 1
+    """Consecutive requests that each error spans."""
     retry_after: int = 1
     """Seconds, sent in Retry-After with injected errors."""
     drop_rate: float = 0.0
@@ -53,6 +58,8 @@ class FaultConfig:
                 raise ValueError(f"{name} must be between 0 and 1")
         if any(status not in (429, 500, 502, 503, 504) for status in self.error_statuses) or not self.error_statuses:
             raise ValueError("error_statuses must be among 429, 500, 502, 503, 504")
+        if self.error_burst < 1:
+            raise ValueError("error_burst must be at least 1")
         if self.retry_after < 0 or self.slow_seconds < 0:
             raise ValueError("retry_after and slow_seconds must not be negative")
         if self.throttle_rps is not None and self.throttle_rps <= 0:
@@ -107,6 +114,8 @@ class FaultInjector:
         self.config = config
         self._credit = {Fault.ERROR: 0.0, Fault.DROP: 0.0, Fault.SLOW: 0.0}
         self._errors_sent = 0
+        self._burst_left = 0
+        self._burst_status = 0
         self._injected = 0
         self._burst = config.throttle_burst or math.ceil(config.throttle_rps or 1)
         self._tokens = float(self._burst)
@@ -133,16 +142,22 @@ class FaultInjector:
             Fault.DROP: self.config.drop_rate,
             Fault.SLOW: self.config.slow_rate,
         }
-        chosen = None
+        continuing = self._burst_left > 0
+        chosen: Fault | None = Fault.ERROR if continuing else None
         for fault, rate in rates.items():
             self._credit[fault] += rate
-            if chosen is None and self._credit[fault] >= 1.0 - _EPSILON:
-                self._credit[fault] -= 1.0
+            size = self.config.error_burst if fault is Fault.ERROR else 1
+            if chosen is None and self._credit[fault] >= size - _EPSILON:
+                self._credit[fault] -= size
                 chosen = fault
+        if continuing:
+            self._burst_left -= 1
+            return Decision(Fault.ERROR, self._burst_status)
         if chosen is Fault.ERROR:
             statuses = self.config.error_statuses
             status = statuses[self._errors_sent % len(statuses)]
             self._errors_sent += 1
+            self._burst_left, self._burst_status = self.config.error_burst - 1, status
             return Decision(Fault.ERROR, status)
         return Decision(chosen) if chosen else None
 

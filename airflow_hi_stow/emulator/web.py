@@ -24,7 +24,8 @@ log = logging.getLogger("airflow_hi_stow.emulator")
 ABORT_EXTENSION = "hi_stow.abort"
 """A scope extension the emulator's server adds: ``{"abort": callable}`` closes the connection at once (fault
 injection)."""
-_ERROR_TYPES = {429: "ThrottlingException", 500: "InternalServerException", 503: "ServiceUnavailableException"}
+_ERROR_TYPES = {429: "ThrottlingException", 503: "ServiceUnavailableException"}
+"""The error types of injected errors; other statuses (500, 502, 504) are InternalServerException."""
 
 
 def header_map(raw_headers: list[tuple[bytes, bytes]]) -> dict[str, str]:
@@ -168,9 +169,10 @@ class FaultMiddleware:
         elif decision.fault is Fault.ERROR:
             status = decision.status or 503
             error = AwsError(
-                _ERROR_TYPES.get(status, "ServiceUnavailableException"),
+                _ERROR_TYPES.get(status, "InternalServerException"),
                 "injected fault: please retry",
                 headers={"Retry-After": str(self.injector.config.retry_after)},
+                status=status,
             )
             await self._answer(scope, receive, send, error)
         elif decision.fault is Fault.DROP:

@@ -40,7 +40,7 @@ from airflow_hi_stow.deid import (
     ProfileOptions,
     run_deidentification,
 )
-from airflow_hi_stow.deid.runner import REASON_SUFFIX
+from airflow_hi_stow.deid.runner import QUARANTINED_ORIGINAL, QUARANTINED_REASON, QUARANTINED_SOURCE
 from airflow_hi_stow.deid.storage import linkage_csv
 from airflow_hi_stow.deid.transform import LinkageRecord
 from airflow_hi_stow.engine.importer import Log
@@ -48,6 +48,7 @@ from airflow_hi_stow.sources.instances import InstanceFile, LocalFile
 from airflow_hi_stow.sources.read_ahead import SourceReadError, copy_to, read_ahead
 from airflow_hi_stow.sources.resolve import FileList, refuse_overlap, resolve_sources, write_file_list
 from airflow_hi_stow.sources.s3 import S3Client, is_s3_uri, split_s3_uri
+from airflow_hi_stow.storage.files import Unwritable, remove_stale_partials
 from airflow_hi_stow.storage.locations import LocalLocation, Location
 from airflow_hi_stow.storage.targets import open_target, within
 
@@ -85,12 +86,14 @@ def deidentify_source(
     s3_client: Callable[[], S3Client] | None = None,
     workers: int | None = None,
     progress_interval: float = 30.0,
+    follow_symlinks: bool = False,
     log: Log = logger,
 ) -> dict[str, Any]:
     """De-identify every file ``source`` names into ``destination`` (``<study>/<series>/<instance>.dcm`` by the
     new UIDs); quarantine the rest, originals with a reason beside each, in ``quarantine`` (default:
     ``<destination>-quarantine``). ``linkage``, when given, receives ``linkage.csv`` (original -> replacement:
-    patient data).
+    patient data). ``follow_symlinks``: follow symbolic links found in source folders out of them (see
+    :func:`~airflow_hi_stow.sources.resolve.resolve_sources`; by default each is quarantined with that reason).
 
     Returns the summary, itself a source for the next step: ``{"manifest": <file list of the outputs>, "files",
     "destination", "quarantine", "report", "counts", ...}``; its size does not grow with the number of files.
@@ -113,6 +116,7 @@ def deidentify_source(
         staging = Path(scratch)
         copies = _StagedCopies(staging / "inputs")
         outputs: dict[str, None] = {}  # in input order, each once
+        written: set[str] = set()  # the local folders written into
         progress = _Progress(log, progress_interval)
         with (
             open_target(destination, staging / "destination", s3_client) as target,
@@ -123,22 +127,32 @@ def deidentify_source(
                 copies.release()
                 if outcome.status == "deidentified":
                     outputs[target.publish(outcome.output)] = None
+                    written.add(os.path.dirname(os.path.join(target.local_root, outcome.output)))
                 else:
-                    held.publish_if_written(outcome.output)  # no copy when the input could not be read
-                    held.publish(outcome.output + REASON_SUFFIX)
+                    held.publish_if_written(f"{outcome.output}/{QUARANTINED_ORIGINAL}")  # none if it was unreadable
+                    held.publish(f"{outcome.output}/{QUARANTINED_SOURCE}")
+                    held.publish(f"{outcome.output}/{QUARANTINED_REASON}")
+                    written.add(os.path.join(held.local_root, outcome.output))
                 progress.add(outcome)
 
-            report = run_deidentification(
-                copies.track(_inputs(source, s3_client, copies)),
-                LocalDirectory(target.local_root),
-                LocalDirectory(held.local_root),
-                key,
-                options,
-                burned_in,
-                _linkage_sink(linkage),
-                workers,
-                settle,
-            )
+            try:
+                report = run_deidentification(
+                    copies.track(_inputs(source, s3_client, copies, follow_symlinks)),
+                    LocalDirectory(target.local_root),
+                    LocalDirectory(held.local_root),
+                    key,
+                    options,
+                    burned_in,
+                    _linkage_sink(linkage),
+                    workers,
+                    settle,
+                )
+            except Unwritable as exc:
+                staged = str(exc).startswith(f"cannot write {staging}")
+                where = f"; the local staging directory of the S3 transfers is under {staging.parent}" if staged else ""
+                raise Unwritable(exc.errno, f"{exc}{where}; no list of outputs was written") from None
+        for folder in written:  # what tries killed mid-write left there (S3 targets are staged under scratch)
+            remove_stale_partials(Path(folder))
         manifest = records.put_file(OUTPUTS, io.BytesIO(write_file_list(outputs)))
         document = {
             **report.to_dict(),
@@ -225,10 +239,13 @@ class _StagedCopies:
         self._taken: deque[str | None] = deque()
 
     def copy(self, file: InstanceFile) -> InputFile:
+        target = self.root / f"{next(self._numbers):09d}"
         try:
-            path = copy_to(file, self.root / f"{next(self._numbers):09d}")
+            path = copy_to(file, target)
         except SourceReadError as exc:
             return MissingInput(file.name, reason_key(exc.strerror or "the source could not be read"))
+        except OSError as exc:  # the staging directory is full or unwritable
+            raise Unwritable.of(target, exc) from None
         return LocalInput(str(path), file.name, file.size)
 
     def track(self, inputs: Iterable[InputFile]) -> Iterator[InputFile]:
@@ -245,7 +262,9 @@ class _StagedCopies:
             Path(path).unlink(missing_ok=True)
 
 
-def _inputs(source: Any, s3_client: Callable[[], S3Client] | None, copies: _StagedCopies) -> Iterator[InputFile]:
+def _inputs(
+    source: Any, s3_client: Callable[[], S3Client] | None, copies: _StagedCopies, follow_symlinks: bool
+) -> Iterator[InputFile]:
     """The de-identification inputs of a source, in order: local files in place, others copied ahead."""
 
     def prepare(item: InstanceFile | InstanceResult) -> InputFile:
@@ -258,7 +277,7 @@ def _inputs(source: Any, s3_client: Callable[[], S3Client] | None, copies: _Stag
     def cost(item: InstanceFile | InstanceResult) -> int:
         return 0 if isinstance(item, InstanceResult | LocalFile) else item.size
 
-    return read_ahead(resolve_sources(source, s3_client), prepare, cost=cost)
+    return read_ahead(resolve_sources(source, s3_client, follow_symlinks=follow_symlinks), prepare, cost=cost)
 
 
 class _LocationLinkage:

@@ -75,6 +75,8 @@ class ImportSettings:
     are read, and files named in the ledger re-hashed, in the calling thread (see ``header_workers``)."""
     resume: bool = True
     """Skip the instances that an earlier try of the same task instance confirmed stored."""
+    follow_symlinks: bool = False
+    """Follow symbolic links found in source folders out of them (see ``sources.resolve.resolve_sources``)."""
     progress_interval: float = 15.0
     raise_on_error: bool = False
     """Stop at the first request that fails as a whole and raise its error (after the manifest is written)."""
@@ -193,9 +195,14 @@ def run_import(
     try:
         files: list[InstanceFile] = []
         # Without a location no ledger keeps the files' fingerprints: local files are not hashed.
-        for item in resolve_sources(
-            source, s3_client, threads=settings.header_threads, fingerprints=location is not None
-        ):
+        found = resolve_sources(
+            source,
+            s3_client,
+            threads=settings.header_threads,
+            fingerprints=location is not None,
+            follow_symlinks=settings.follow_symlinks,
+        )
+        for item in found:
             if collect is not None:
                 collect.saw(item.source if isinstance(item, InstanceResult) else item.name)
             if isinstance(item, InstanceResult):
@@ -218,6 +225,10 @@ def run_import(
             max_instances=settings.max_batch_instances,
             group=lambda instance: instance.study_instance_uid,
         )
+        if location is not None:
+            # Nothing is sent before the records location is known to take writes (Unwritable names it): the
+            # try record itself is written once every header is read, when sending is well under way.
+            location.append_lines(TRIES, [])
         # Headers are read, checked and batched while the first batches are already being sent.
         with _Sender(client, gate, run, settings) as sender:
             for instance in _read_headers(files, settings.header_threads, run):

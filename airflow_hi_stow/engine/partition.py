@@ -27,17 +27,18 @@ def partition_source(
     group_by: GroupBy = "study",
     s3_client: Callable[[], S3Client] | None = None,
     threads: int = 8,
+    follow_symlinks: bool = False,
 ) -> list[list[str]]:
     """Shards of file paths and S3 URIs, balanced by bytes, each study (``group_by="study"``, reading every
     header) or each directory / S3 prefix (``"directory"``, no reads) whole in one shard. At most ``max_shards``
     (and Airflow's ``max_map_length``, 1024) shards; fewer with ``shard_bytes`` (about that many bytes each).
 
     Entries naming no file and unreadable files are kept (each as a group of its own), so that the store task
-    reports them.
+    reports them. ``follow_symlinks``: as for :func:`~airflow_hi_stow.sources.resolve.resolve_sources`.
     """
     if group_by not in ("study", "directory"):
         raise ValueError(f"group_by must be 'study' or 'directory', not {group_by!r}")
-    items = list(resolve_sources(source, s3_client, threads=threads))
+    items = list(resolve_sources(source, s3_client, threads=threads, follow_symlinks=follow_symlinks))
 
     def key(item: InstanceFile | InstanceResult) -> str:
         if isinstance(item, InstanceResult):

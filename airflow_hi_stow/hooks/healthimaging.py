@@ -14,7 +14,7 @@ from airflow_hi_stow.core import healthimaging, redaction, sigv4
 from airflow_hi_stow.core.results import StoreResult
 from airflow_hi_stow.engine.importer import ImportSettings, store_files
 from airflow_hi_stow.hooks.secrets import masked_credentials
-from airflow_hi_stow.transport.auth import SigV4StowAuth
+from airflow_hi_stow.transport.auth import SigV4StowAuth, refresh_now
 from airflow_hi_stow.transport.client import StowClient
 from airflow_hi_stow.transport.retry import RetryPolicy
 from airflow_hi_stow.transport.session import DEFAULT_MAX_CONNECTIONS, HttpSettings
@@ -105,13 +105,18 @@ class HealthImagingStowHook(AwsBaseHook):
         return self.get_session()
 
     @cached_property
-    def _credentials(self) -> Callable[[], sigv4.Credentials]:
-        """The session's credentials, frozen per request (refreshed before expiry), registered with Airflow's
-        secrets masker as they appear."""
+    def _session_credentials(self) -> Any:
+        """botocore's credentials of the session (refreshable ones for an assumed role)."""
         credentials = self._boto3_session.get_credentials()
         if credentials is None:
             raise ValueError(f"no AWS credentials found for connection {self.aws_conn_id!r}")
-        return masked_credentials(credentials.get_frozen_credentials)
+        return credentials
+
+    @cached_property
+    def _credentials(self) -> Callable[[], sigv4.Credentials]:
+        """The session's credentials, frozen per request (refreshed before expiry), registered with Airflow's
+        secrets masker as they appear."""
+        return masked_credentials(self._session_credentials.get_frozen_credentials)
 
     def http_settings(self, max_connections: int = DEFAULT_MAX_CONNECTIONS) -> HttpSettings:
         """The connection's TLS, proxy, timeout and pool settings, as boto3 applies them."""
@@ -128,7 +133,12 @@ class HealthImagingStowHook(AwsBaseHook):
     def get_stow_client(self, *, max_connections: int = DEFAULT_MAX_CONNECTIONS) -> StowClient:
         """A STOW-RS client for this data store, signing with this connection's credentials. Close it when done
         (or use it as a context manager)."""
-        auth = SigV4StowAuth(self._credentials, self._require_region(), self.payload_signing)
+        auth = SigV4StowAuth(
+            self._credentials,
+            self._require_region(),
+            self.payload_signing,
+            refresh=lambda: refresh_now(self._session_credentials),
+        )
         return StowClient(
             self.datastore_url(),
             auth=auth,

@@ -63,7 +63,7 @@ class DeidentifyDicomOperator(AwsBaseOperator[S3Hook]):
         as ``<Study UID>/<Series UID>/<SOP Instance UID>.dcm`` of the new UIDs (templated).
     :param key_conn_id: the connection holding the key in its password (or its extra ``key``), 32 bytes or more
         (templated).
-    :param quarantine: where quarantined originals go, each with a ``.reason.json`` beside it (default: the
+    :param quarantine: where quarantined originals go, each in ``<input_id>/`` with its ``reason.json`` (default: the
         destination's sibling ``<destination>-quarantine``; never inside the destination; templated).
     :param retain_longitudinal_full_dates: PS3.15 E.3 options, as ``ProfileOptions`` names them (all off: the
         Basic Profile alone; templated, e.g. ``"{{ params.retain_uids }}"``); also ``retain_longitudinal_modified_dates``, ``retain_patient_characteristics``,
@@ -86,6 +86,9 @@ class DeidentifyDicomOperator(AwsBaseOperator[S3Hook]):
     :param workers: worker processes (default: one per core, from 64 inputs on).
     :param aws_conn_id: the AWS connection for ``s3://`` sources, destinations and locations (templated).
     :param progress_interval: seconds between progress lines in the task log.
+    :param follow_symlinks: follow symbolic links found in source folders (or matched by a glob) that point out of
+        them; by default each is reported with that reason and never read, so that a link planted in an incoming
+        folder cannot make the task read another file. A path named in ``source`` itself is always followed.
     """
 
     aws_hook_class = S3Hook
@@ -129,6 +132,7 @@ class DeidentifyDicomOperator(AwsBaseOperator[S3Hook]):
         linkage_location: str | None = None,
         workers: int | None = None,
         progress_interval: float = 30.0,
+        follow_symlinks: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -155,6 +159,7 @@ class DeidentifyDicomOperator(AwsBaseOperator[S3Hook]):
         self.linkage_location = linkage_location
         self.workers = workers
         self.progress_interval = progress_interval
+        self.follow_symlinks = follow_symlinks
 
     def execute(self, context: Context) -> dict[str, Any]:
         try:
@@ -185,6 +190,7 @@ class DeidentifyDicomOperator(AwsBaseOperator[S3Hook]):
             s3_client=s3_client,
             workers=self.workers,
             progress_interval=self.progress_interval,
+            follow_symlinks=self.follow_symlinks,
             log=self.log,
         )
         violation = quarantine_violation(limit, summary["counts"])

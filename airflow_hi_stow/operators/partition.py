@@ -30,6 +30,9 @@ class PartitionDicomOperator(BaseOperator):
     :param aws_conn_id: the AWS connection for ``s3://`` sources and an ``s3://`` shard location.
     :param shard_location: a local directory or ``s3://bucket/prefix`` for the file lists, under
         ``dag_id=../run_id=../task_id=../map_index=../`` (default: ``[hi_stow] manifest_location``; templated).
+    :param follow_symlinks: follow symbolic links found in source folders (or matched by a glob) that point out of
+        them; by default each is reported with that reason and never read, so that a link planted in an incoming
+        folder cannot make the task read another file. A path named in ``source`` itself is always followed.
     """
 
     template_fields: Sequence[str] = ("source", "shard_location")
@@ -44,6 +47,7 @@ class PartitionDicomOperator(BaseOperator):
         group_by: GroupBy = "study",
         aws_conn_id: str | None = "aws_default",
         shard_location: str | None = None,
+        follow_symlinks: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -53,6 +57,7 @@ class PartitionDicomOperator(BaseOperator):
         self.group_by = group_by
         self.aws_conn_id = aws_conn_id
         self.shard_location = shard_location
+        self.follow_symlinks = follow_symlinks
 
     def execute(self, context: Context) -> list[dict[str, Any]]:
         s3_client = s3_client_factory(self.aws_conn_id)
@@ -62,6 +67,7 @@ class PartitionDicomOperator(BaseOperator):
             shard_bytes=self.shard_bytes,
             group_by=self.group_by,
             s3_client=s3_client,
+            follow_symlinks=self.follow_symlinks,
         )
         location = open_location(
             self.shard_location or default_manifest_location(), task_instance_parts(context), s3_client

@@ -57,6 +57,9 @@ class StoreDicomOperator(AwsBaseOperator[HealthImagingStowHook]):
     :param image_set_studies: afterwards, look up the image sets of at most this many stored studies with
         SearchImageSets (0: do not).
     :param progress_interval: seconds between progress lines in the task log.
+    :param follow_symlinks: follow symbolic links found in source folders (or matched by a glob) that point out of
+        them; by default each is reported with that reason and never read, so that a link planted in an incoming
+        folder cannot make the task read another file. A path named in ``source`` itself is always followed.
     """
 
     aws_hook_class = HealthImagingStowHook
@@ -85,6 +88,7 @@ class StoreDicomOperator(AwsBaseOperator[HealthImagingStowHook]):
         resume: bool = True,
         image_set_studies: int = 100,
         progress_interval: float = 15.0,
+        follow_symlinks: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -103,6 +107,7 @@ class StoreDicomOperator(AwsBaseOperator[HealthImagingStowHook]):
         self.resume = resume
         self.image_set_studies = image_set_studies
         self.progress_interval = progress_interval
+        self.follow_symlinks = follow_symlinks
 
     @property
     def _hook_parameters(self) -> dict[str, Any]:
@@ -119,6 +124,7 @@ class StoreDicomOperator(AwsBaseOperator[HealthImagingStowHook]):
             max_requests_per_second=self.max_requests_per_second,
             resume=self.resume,
             progress_interval=self.progress_interval,
+            follow_symlinks=self.follow_symlinks,
         )
         datastore_id = self.hook.datastore_id
         if not datastore_id:

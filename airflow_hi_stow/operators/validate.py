@@ -67,6 +67,9 @@ class ValidateDicomOperator(AwsBaseOperator[S3Hook]):
         ``$AIRFLOW_HOME/hi_stow/manifests``; templated). The store step must be able to read ``good.jsonl``: with
         more than one worker, use an ``s3://`` location.
     :param workers: processes checking files (default: this one below 3000 files, else one per core).
+    :param follow_symlinks: follow symbolic links found in source folders (or matched by a glob) that point out of
+        them; by default each is reported with that reason and never read, so that a link planted in an incoming
+        folder cannot make the task read another file. A path named in ``source`` itself is always followed.
     :param aws_conn_id: the AWS connection for ``s3://`` sources, quarantine and report location (templated;
         ``region_name``, ``verify`` and ``botocore_config`` as for any amazon provider operator).
     """
@@ -91,6 +94,7 @@ class ValidateDicomOperator(AwsBaseOperator[S3Hook]):
         move: bool = False,
         report_location: str | None = None,
         workers: int | None = None,
+        follow_symlinks: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -106,6 +110,7 @@ class ValidateDicomOperator(AwsBaseOperator[S3Hook]):
         self.move = move
         self.report_location = report_location
         self.workers = workers
+        self.follow_symlinks = follow_symlinks
 
     def execute(self, context: Context) -> dict[str, Any]:
         if not self.quarantine:
@@ -126,7 +131,7 @@ class ValidateDicomOperator(AwsBaseOperator[S3Hook]):
         output = open_location(records, parts, s3_client)
         try:
             run = validate_files(
-                resolve_sources(self.source, s3_client),
+                resolve_sources(self.source, s3_client, follow_symlinks=self.follow_symlinks),
                 quarantine=quarantine,
                 output=output,
                 settings=settings,

@@ -195,7 +195,7 @@ def read_instance(file: InstanceFile) -> DicomInstance:
         head = file.read_range(0, min(file.size, HEADER_BLOCK))
     except OSError as exc:
         raise InvalidInstance(file.name, f"cannot read the file ({exc.strerror or type(exc).__name__})") from None
-    values = scan_header(head, _IDENTIFIERS, complete=len(head) == file.size)
+    values = scan_header(head, _IDENTIFIERS, complete=len(head) == file.size, required=_IDENTIFIERS)
     if values is None:
         values = _read_with_pydicom(file, head)
 
@@ -230,14 +230,15 @@ def _read_with_pydicom(file: InstanceFile, head: bytes) -> dict[int, bytes]:
                 defer_size=1024,
                 specific_tags=sorted(_IDENTIFIERS - {TRANSFER_SYNTAX}),
             )
+            # converted here too: a value is read from its raw bytes only now (an unknown VR raises, say)
+            found = {TRANSFER_SYNTAX: dataset.file_meta.get("TransferSyntaxUID")}
+            found.update((tag, dataset[tag].value) for tag in _IDENTIFIERS if tag != TRANSFER_SYNTAX and tag in dataset)
     except InvalidDicomError:
         raise InvalidInstance(file.name, "not a DICOM P10 file (no 128-byte preamble and 'DICM' prefix)") from None
     except OSError as exc:
         raise InvalidInstance(file.name, f"cannot read the file ({exc.strerror or type(exc).__name__})") from None
     except Exception as exc:  # pydicom raises many kinds on corrupt or truncated data
         raise InvalidInstance(file.name, f"unreadable DICOM header ({type(exc).__name__})") from None
-    found = {TRANSFER_SYNTAX: dataset.file_meta.get("TransferSyntaxUID")}
-    found.update((tag, dataset[tag].value) for tag in _IDENTIFIERS if tag != TRANSFER_SYNTAX and tag in dataset)
     values = {tag: str(value).encode("latin-1", "replace") for tag, value in found.items() if value is not None}
     return values
 

@@ -13,6 +13,7 @@ import ast
 import glob
 import json
 import os
+import stat
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -24,24 +25,82 @@ from airflow_hi_stow.core.results import InstanceResult, Outcome
 from airflow_hi_stow.sources.fingerprints import HashingLocalFile
 from airflow_hi_stow.sources.instances import InstanceFile, LocalFile
 from airflow_hi_stow.sources.s3 import S3Client, is_s3_uri, list_s3, read_s3_object, split_s3_uri
+from airflow_hi_stow.storage.files import is_partial
 
 _GLOB_CHARACTERS = frozenset("*?[")
 
 
-def _walk(directory: str) -> Iterator[os.DirEntry[str]]:
-    """The regular files under ``directory``, recursively (as ``os.walk``: links to files followed, links to
-    directories not), sorted by name at each level. ``os.scandir`` knows each entry's type without a ``stat``
-    call, and keeps the one ``stat`` made for its size."""
+OUTSIDE_LINK = "a symbolic link to outside the source folder, not followed (follow_symlinks follows it)"
+
+
+@dataclass
+class _Walk:
+    """One walk of a source folder: how its files are made, and where its links may lead."""
+
+    local: type[LocalFile]
+    follow_symlinks: bool
+    root: str
+    """The folder as the source names it; ``inside`` is its real path."""
+    inside: str
+    walked: set[str]
+    """The real paths of the folders walked through links (``follow_symlinks``), so that a loop ends."""
+
+
+def _directory_files(
+    directory: str, local: type[LocalFile], follow_symlinks: bool
+) -> Iterator[InstanceFile | InstanceResult]:
+    """Every file under ``directory``, recursively, sorted by name at each level, leaving out the partial files of
+    writes in progress or killed (:func:`~airflow_hi_stow.storage.files.is_partial`). ``os.scandir`` knows each
+    entry's type without a ``stat`` call, and keeps the one ``stat`` made for its size.
+
+    Symbolic links are not followed out of the folder unless ``follow_symlinks``: each comes out as a REJECTED
+    result saying so (one planted in an incoming folder could otherwise make a run read, send or quarantine a copy
+    of any file the worker can read). A link to a file inside the folder stands for that file, listed once; a link
+    to a folder inside it is not walked twice. A dangling link, a pipe or a device is reported, never opened."""
+    root = str(Path(directory))
+    inside = os.path.realpath(root)
+    yield from _walk(root, _Walk(local, follow_symlinks, root, inside, {inside}))
+
+
+def _walk(directory: str, walk: _Walk) -> Iterator[InstanceFile | InstanceResult]:
     with os.scandir(directory) as listing:
         entries = sorted(listing, key=lambda entry: entry.name)
     for entry in entries:
         try:
-            if entry.is_dir(follow_symlinks=False):
-                yield from _walk(entry.path)
-            elif entry.is_file():
-                yield entry
-        except OSError:  # vanished or unreadable since it was listed: leave it to the reader to report
-            continue
+            if entry.is_symlink():
+                yield from _link(entry.path, walk)
+            elif entry.is_dir(follow_symlinks=False):
+                yield from _walk(entry.path, walk)
+            elif is_partial(entry.name):
+                continue
+            elif entry.is_file(follow_symlinks=False):
+                yield walk.local(Path(entry.path), entry.stat(follow_symlinks=False).st_size)
+            else:
+                yield _nothing(entry.path, "not a regular file")
+        except OSError:  # vanished or unreadable since it was listed: reported by the reader
+            yield _local_file(entry.path, walk.local)
+
+
+def _link(path: str, walk: _Walk) -> Iterator[InstanceFile | InstanceResult]:
+    real = os.path.realpath(path)
+    if _inside(real, walk.inside):
+        if not os.path.exists(real):
+            yield _nothing(path, "no such file or directory")  # dangling
+        elif not os.path.isdir(real) and not is_partial(os.path.basename(real)):  # a folder is walked as itself
+            # The file itself, as the walk names it, so that it is listed once (or reported: not a regular file).
+            yield _local_file(os.path.join(walk.root, os.path.relpath(real, walk.inside)), walk.local)
+    elif not walk.follow_symlinks:
+        yield _nothing(path, OUTSIDE_LINK)
+    elif os.path.isdir(real):
+        if real not in walk.walked:  # not a loop
+            walk.walked.add(real)
+            yield from _walk(path, walk)
+    else:
+        yield _local_file(path, walk.local)
+
+
+def _inside(real: str, folder: str) -> bool:
+    return real == folder or real.startswith(folder.rstrip(os.sep) + os.sep)
 
 
 @dataclass(frozen=True)
@@ -147,18 +206,21 @@ def resolve_sources(
     *,
     threads: int = 8,
     fingerprints: bool = True,
+    follow_symlinks: bool = False,
 ) -> Iterator[InstanceFile | InstanceResult]:
     """Every file a source names, once, in order: local files (hashing as they are read, see
     :mod:`~airflow_hi_stow.sources.fingerprints`, unless ``fingerprints`` is False: nothing will keep them) and S3
     objects. An entry naming nothing (a missing path, a glob or prefix without matches, an unreadable listing) comes
-    out as a REJECTED result with the reason, never dropped.
+    out as a REJECTED result with the reason, never dropped; so does a symbolic link found in a folder (or matched
+    by a glob) that points outside it, unless ``follow_symlinks`` (see :func:`_directory_files`; a path named in the
+    source itself is always followed).
 
     Entries are looked up in ``threads`` threads (a list of many S3 keys needs one request per key).
     ``s3_client`` is called once, when the first ``s3://`` entry is met.
     """
     entries = list(flatten_source(source))
     client = _Once(s3_client)
-    local = HashingLocalFile if fingerprints else LocalFile
+    local = _LocalFiles(HashingLocalFile if fingerprints else LocalFile, follow_symlinks)
 
     def look_up(entry: str | FileList) -> list[InstanceFile | InstanceResult]:
         if not isinstance(entry, FileList):
@@ -193,7 +255,15 @@ class _Once:
             return self.client
 
 
-def _look_up_entry(client: _Once, entry: str, local: type[LocalFile]) -> list[InstanceFile | InstanceResult]:
+@dataclass(frozen=True)
+class _LocalFiles:
+    """How local entries are read: the file class (hashing or not), and whether links lead out of folders."""
+
+    file: type[LocalFile]
+    follow_symlinks: bool
+
+
+def _look_up_entry(client: _Once, entry: str, local: _LocalFiles) -> list[InstanceFile | InstanceResult]:
     if not is_s3_uri(entry):
         return list(_local_files(entry, local))
     s3 = client()
@@ -240,39 +310,40 @@ def _s3_files(client: S3Client, uri: str) -> Iterator[InstanceFile | InstanceRes
         yield _nothing(uri, "no S3 object matches")
 
 
-def _local_files(entry: str, local: type[LocalFile]) -> Iterator[InstanceFile | InstanceResult]:
+def _local_files(entry: str, local: _LocalFiles) -> Iterator[InstanceFile | InstanceResult]:
     if not os.path.lexists(entry) and _GLOB_CHARACTERS & set(entry):
         matches = sorted(glob.glob(entry, recursive=True))
         if not matches:
             yield _nothing(entry, "no file matches the pattern")
+        within = _folder_of(entry)
         for path in matches:
-            yield from _directory_files(path, local) if os.path.isdir(path) else _local_file(str(Path(path)), local)
+            if not local.follow_symlinks and not _inside(os.path.realpath(path), within):
+                yield _nothing(path, OUTSIDE_LINK)  # a link, or a match found through a linked folder
+            elif os.path.isdir(path):
+                yield from _directory_files(path, local.file, local.follow_symlinks)
+            else:
+                yield _local_file(str(Path(path)), local.file)
         return
     if os.path.isdir(entry):
         count = 0
-        for item in _directory_files(entry, local):
+        for item in _directory_files(entry, local.file, local.follow_symlinks):
             count += 1
             yield item
         if not count:
             yield _nothing(entry, "the directory holds no file")
         return
-    yield from _local_file(str(Path(entry)), local)
+    yield _local_file(str(Path(entry)), local.file)
 
 
-def _directory_files(directory: str, local: type[LocalFile]) -> Iterator[InstanceFile | InstanceResult]:
-    for entry in _walk(str(Path(directory))):
-        try:
-            yield local(Path(entry.path), entry.stat().st_size)
-        except FileNotFoundError:
-            yield _nothing(entry.path, "no such file or directory")
-        except OSError as exc:
-            yield _nothing(entry.path, f"cannot read the file ({exc.strerror or type(exc).__name__})")
-
-
-def _local_file(path: str, local: type[LocalFile]) -> Iterator[InstanceFile | InstanceResult]:
+def _local_file(path: str, local: type[LocalFile]) -> InstanceFile | InstanceResult:
+    """The local file at ``path``, or a REJECTED result saying why there is none (a pipe or a device is never
+    opened: reading one could wait for ever)."""
     try:
-        yield local.at(path)
+        info = os.stat(path)
     except FileNotFoundError:
-        yield _nothing(path, "no such file or directory")
+        return _nothing(path, "no such file or directory")
     except OSError as exc:
-        yield _nothing(path, f"cannot read the file ({exc.strerror or type(exc).__name__})")
+        return _nothing(path, f"cannot read the file ({exc.strerror or type(exc).__name__})")
+    if not stat.S_ISREG(info.st_mode):
+        return _nothing(path, "not a regular file")
+    return local(Path(path), info.st_size)

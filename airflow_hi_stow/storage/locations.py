@@ -10,7 +10,6 @@ from __future__ import annotations
 import errno
 import itertools
 import os
-import shutil
 import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -20,6 +19,7 @@ from typing import BinaryIO, Protocol
 from botocore.exceptions import BotoCoreError, ClientError
 
 from airflow_hi_stow.sources.s3 import S3Client, is_s3_uri, split_s3_uri
+from airflow_hi_stow.storage.files import Unwritable, append_lines_durably, is_partial, write_whole
 
 
 class Location(Protocol):
@@ -63,11 +63,8 @@ class LocalLocation:
         return str(self.root)
 
     def append_lines(self, name: str, lines: Sequence[str]) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
-        with self._append, (self.root / f"{name}.jsonl").open("a", encoding="utf-8") as log:
-            log.write("".join(f"{line}\n" for line in lines))
-            log.flush()
-            os.fsync(log.fileno())
+        with self._append:
+            append_lines_durably(self.root / f"{name}.jsonl", "".join(f"{line}\n" for line in lines).encode())
 
     def read_lines(self, name: str) -> Iterator[str]:
         path = self.root / f"{name}.jsonl"
@@ -84,13 +81,10 @@ class LocalLocation:
             target.parent.mkdir(parents=True, exist_ok=True)
         except FileExistsError:  # a file where the folder should be
             raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(target.parent)) from None
-        partial = target.with_name(f".{target.name}.partial")
-        with partial.open("wb") as out:
-            shutil.copyfileobj(stream, out)
-            out.flush()
-            os.fsync(out.fileno())  # on disk before it replaces anything (a move deletes the source next)
-        os.replace(partial, target)
-        return str(target)
+        except OSError as exc:
+            raise Unwritable.of(target.parent, exc) from None
+        # on disk before it replaces anything (a move deletes the source next)
+        return str(write_whole(target, stream, sync=True))
 
     def get_bytes(self, name: str) -> bytes | None:
         try:
@@ -101,7 +95,11 @@ class LocalLocation:
     def names(self, suffix: str = "") -> Iterator[str]:
         if not self.root.is_dir():
             return
-        found = (entry.name for entry in os.scandir(self.root) if entry.name.endswith(suffix) and entry.is_file())
+        found = (
+            entry.name
+            for entry in os.scandir(self.root)
+            if entry.name.endswith(suffix) and not is_partial(entry.name) and entry.is_file()
+        )
         yield from sorted(found)
 
     def delete(self, name: str) -> None:

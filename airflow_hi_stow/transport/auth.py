@@ -1,9 +1,12 @@
 """SigV4 signing of STOW-RS requests as a requests ``AuthBase``: called again, with fresh credentials and a
-fresh timestamp, for every attempt."""
+fresh timestamp, for every attempt; and the refresh of credentials the server refused as expired."""
 
 from __future__ import annotations
 
+import re
+import threading
 from collections.abc import Callable
+from typing import Any
 
 from requests import PreparedRequest
 from requests.auth import AuthBase
@@ -12,6 +15,7 @@ from airflow_hi_stow.core import sigv4
 from airflow_hi_stow.transport.bodies import AwsChunkedBody, Body
 
 _SIGNED_REQUEST_HEADERS = ("Accept", "Content-Type")
+_ACCESS_KEY = re.compile(r"Credential=([^/,\s]+)/")
 
 
 class SigV4StowAuth(AuthBase):
@@ -19,7 +23,9 @@ class SigV4StowAuth(AuthBase):
 
     Signed: ``host``, ``x-amz-date``, Accept, Content-Type, the payload headers and the session token.
     ``credentials`` is called once per request (e.g. ``RefreshableCredentials.get_frozen_credentials``), so a
-    long run keeps working across the expiry of assumed-role sessions.
+    long run keeps working across the expiry of assumed-role sessions. ``refresh``, when given, gets new
+    credentials at once (see :func:`refresh_now`): the client calls it through :meth:`refresh_after_refusal` when the
+    server refuses a request's credentials as expired before their expiry time (a session replaced or revoked).
     """
 
     def __init__(
@@ -30,12 +36,28 @@ class SigV4StowAuth(AuthBase):
         *,
         service: str = sigv4.SERVICE,
         chunk_size: int = sigv4.DEFAULT_CHUNK_SIZE,
+        refresh: Callable[[], None] | None = None,
     ) -> None:
         self.credentials = credentials
         self.region = region
         self.payload_signing = sigv4.PayloadSigning(payload_signing)
         self.service = service
         self.chunk_size = chunk_size
+        self.refresh = refresh
+        self._refreshing = threading.Lock()
+
+    def refresh_after_refusal(self, request: PreparedRequest) -> bool:
+        """After the server refused ``request``'s credentials as expired: True when the credentials now differ from
+        those it was signed with, refreshing them unless another thread already did (one refresh for the requests
+        refused together)."""
+        used = (_signed_access_key(request), request.headers.get("X-Amz-Security-Token"))
+        with self._refreshing:
+            if _identity(self.credentials()) != used:
+                return True
+            if self.refresh is None:
+                return False
+            self.refresh()
+            return _identity(self.credentials()) != used
 
     def __call__(self, request: PreparedRequest) -> PreparedRequest:
         body = request.body
@@ -57,3 +79,24 @@ class SigV4StowAuth(AuthBase):
             # requests recomputes Content-Length from len(body) after the auth step
             request.body = AwsChunkedBody(body, signature, self.chunk_size)
         return request
+
+
+def refresh_now(credentials: Any) -> None:
+    """Refresh botocore ``RefreshableCredentials`` (assumed role, SSO, container) now, whatever their expiry time
+    says. botocore refreshes them only as their expiry nears and offers no public call for this, so its own refresh
+    step is called, under its lock; other credentials (static keys) cannot be refreshed and are left as they are."""
+    refresh = getattr(credentials, "_protected_refresh", None)
+    lock = getattr(credentials, "_refresh_lock", None)
+    if refresh is None or lock is None:
+        return
+    with lock:
+        refresh(is_mandatory=True)
+
+
+def _identity(credentials: sigv4.Credentials) -> tuple[str, str | None]:
+    return (credentials.access_key, credentials.token)
+
+
+def _signed_access_key(request: PreparedRequest) -> str | None:
+    found = _ACCESS_KEY.search(str(request.headers.get("Authorization", "")))
+    return found[1] if found else None

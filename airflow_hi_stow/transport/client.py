@@ -8,18 +8,20 @@ import logging
 import ssl
 import threading
 import time
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 from urllib.parse import quote, urlsplit
 
 import requests
 from requests.auth import AuthBase
+from urllib3.exceptions import NewConnectionError
 
 from airflow_hi_stow.core import status_codes
 from airflow_hi_stow.core.multipart import DICOM_JSON_MEDIA_TYPE
-from airflow_hi_stow.core.results import InstanceResult, Outcome, RequestRecord, StoreResult
+from airflow_hi_stow.core.results import InstanceResult, Outcome, RequestRecord, RetryCause, StoreResult
 from airflow_hi_stow.core.store_response import NotAStoreResponse, StoreResponse, parse_store_response
 from airflow_hi_stow.core.uids import is_valid_uid
 from airflow_hi_stow.sources.instances import DicomInstance
@@ -38,14 +40,18 @@ from airflow_hi_stow.transport.errors import (
     StowTLSError,
     StowUnsupportedMediaType,
     error_reason,
+    error_type,
 )
-from airflow_hi_stow.transport.retry import THROTTLING_STATUSES, RetryPolicy
+from airflow_hi_stow.transport.retry import THROTTLING_STATUSES, RetryPolicy, retry_cause
 from airflow_hi_stow.transport.session import HttpSettings, new_session
 
 log = logging.getLogger(__name__)
 
 REQUEST_ID_HEADERS = ("x-amzn-RequestId", "x-amz-request-id", "X-Request-Id")
+EXPIRED_CREDENTIALS_ERRORS = frozenset({"ExpiredTokenException", "ExpiredToken"})
+"""Error types of a 401/403 that fresh credentials fix (an assumed-role session replaced before its expiry time)."""
 _MAX_BODY_REBUILDS = 3
+_MAX_REFRESHES = 2
 _ERRORS: dict[int, tuple[type[StowHTTPError], str]] = {
     400: (StowBadRequest, "the server could not parse the request"),
     401: (StowAuthError, "check the credentials"),
@@ -73,6 +79,16 @@ class RetryPacer(Protocol):
     def sleep_before_retry(self, delay: float) -> None: ...
 
 
+@runtime_checkable
+class RefreshingAuth(Protocol):
+    """An auth that can get fresh credentials after the server refused a request's as expired."""
+
+    def refresh_after_refusal(self, request: requests.PreparedRequest) -> bool:
+        """Whether credentials other than those that signed ``request`` are there now (refreshing them if need
+        be): then the request is signed again and re-sent."""
+        ...
+
+
 class _Unpaced:
     def on_retry(self, status: int | None) -> None:
         pass
@@ -86,7 +102,7 @@ class _Exchange:
     response: requests.Response
     body_length: int
     attempts: int
-    throttled: int
+    retries: Mapping[RetryCause, int]
     elapsed: float
 
 
@@ -197,12 +213,15 @@ class StowClient:
         raise StowError(f"could not build a request body for {len(names)} file(s) after {_MAX_BODY_REBUILDS} tries")
 
     def _post(self, url: str, body: Body, names: Sequence[str], pacer: RetryPacer) -> _Exchange:
-        """POST with retries: every attempt re-signs and re-reads the files from the start."""
+        """POST with retries: every attempt re-signs and re-reads the files from the start. ``retries`` counts the
+        re-sends by the cause of the attempt before (see :func:`~airflow_hi_stow.transport.retry.retry_cause`)."""
         headers = {"Accept": DICOM_JSON_MEDIA_TYPE, "Content-Type": body.content_type, **self.headers}
         options = self.http.request_options()
         started = time.monotonic()
-        throttled = 0
-        for attempt in range(1, self.retry.max_attempts + 1):
+        retries: Counter[RetryCause] = Counter()
+        attempts = failures = 0
+        while True:
+            attempts += 1
             status: int | None = None
             retry_after: str | None = None
             try:
@@ -213,28 +232,43 @@ class StowClient:
                 if "407" in str(exc):
                     raise StowProxyError("the proxy asks for authentication (HTTP 407)", names) from None
                 problem = "proxy problem (the proxy could not be reached or could not connect)"
+                cause = retry_cause(None, unreachable=True)
             except (
                 requests.ConnectionError,
                 requests.Timeout,
                 requests.exceptions.ChunkedEncodingError,
             ) as exc:
                 problem = f"connection problem ({type(exc).__name__})"
+                cause = retry_cause(
+                    None, unreachable=_never_connected(exc), timed_out=isinstance(exc, requests.exceptions.ReadTimeout)
+                )
             else:
                 status = response.status_code
+                if (
+                    status in (401, 403)
+                    and retries[RetryCause.EXPIRED_CREDENTIALS] < _MAX_REFRESHES
+                    and self._refreshed(response)
+                ):
+                    retries[RetryCause.EXPIRED_CREDENTIALS] += 1
+                    log.info("STOW-RS: HTTP %d for expired credentials; re-signing with refreshed ones", status)
+                    response.close()
+                    continue
                 if status not in self.retry.retry_statuses:
-                    return _Exchange(response, len(body), attempt, throttled, time.monotonic() - started)
+                    return _Exchange(response, len(body), attempts, dict(retries), time.monotonic() - started)
                 problem = f"HTTP {status}"
+                cause = retry_cause(status)
                 retry_after = response.headers.get("Retry-After")
-                throttled += status in THROTTLING_STATUSES
                 response.close()
-            if attempt == self.retry.max_attempts:
-                raise StowRetriesExhausted(attempt, problem, names, status)
-            delay = self.retry.delay(attempt, retry_after)
+            failures += 1
+            if failures == self.retry.max_attempts:
+                raise StowRetriesExhausted(attempts, problem, names, status, dict(retries))
+            retries[cause] += 1
+            delay = self.retry.delay(failures, retry_after)
             # Throttling is expected at a TPS quota and paced by the caller: INFO, so a long run's log stays readable.
             log.log(
                 logging.INFO if status == 429 else logging.WARNING,
                 "STOW-RS attempt %d/%d for %d file(s) failed (%s); retrying in %.1f s",
-                attempt,
+                failures,
                 self.retry.max_attempts,
                 len(names),
                 problem,
@@ -242,13 +276,20 @@ class StowClient:
             )
             pacer.on_retry(status)
             pacer.sleep_before_retry(delay)
-        raise AssertionError("unreachable: the loop returns or raises")
+
+    def _refreshed(self, response: requests.Response) -> bool:
+        """After a 401/403: whether it refused expired credentials and fresh ones are there to re-sign with."""
+        if not isinstance(self.auth, RefreshingAuth):
+            return False
+        if error_type(response.content, response.headers.get("x-amzn-ErrorType")) not in EXPIRED_CREDENTIALS_ERRORS:
+            return False
+        return self.auth.refresh_after_refusal(response.request)
 
     def _interpret(self, exchange: _Exchange, instances: Sequence[DicomInstance]) -> StoreResult:
         response = exchange.response
         status = response.status_code
         request_id = next((response.headers[h] for h in REQUEST_ID_HEADERS if h in response.headers), None)
-        module = _store_response(response) if (200 <= status < 300 or status in (400, 409)) else None
+        module = parse_answer(response.content) if (200 <= status < 300 or status in (400, 409)) else None
         retrieve_url: str | None = None
         other: tuple[str, ...] = ()
         if module is None:
@@ -274,10 +315,11 @@ class StowClient:
             instances=len(instances),
             sent_bytes=exchange.body_length,
             attempts=exchange.attempts,
-            throttled=exchange.throttled,
+            throttled=exchange.retries.get(RetryCause.THROTTLED, 0),
             elapsed_seconds=round(exchange.elapsed, 3),
             retrieve_url=retrieve_url,
             other_failures=other,
+            retries=exchange.retries,
         )
         log.debug(
             "STOW-RS: %d instance(s), %d bytes -> HTTP %d in %.2f s (%d attempt(s), request id %s)",
@@ -291,21 +333,34 @@ class StowClient:
         return StoreResult(tuple(results), (record,))
 
 
+def _never_connected(error: requests.RequestException) -> bool:
+    """Whether the connection was never made (refused, no route, DNS, connect timeout): nothing was sent."""
+    if isinstance(error, requests.exceptions.ConnectTimeout):
+        return True
+    return any(isinstance(cause, NewConnectionError) for cause in _causes(error))
+
+
+def _causes(error: BaseException) -> list[BaseException]:
+    """The chain of errors that requests and urllib3 wrap around the original one (arguments, reasons, causes)."""
+    pending: list[object] = [error]
+    found: list[BaseException] = []
+    while pending:
+        cause = pending.pop(0)
+        if not isinstance(cause, BaseException) or any(cause is seen for seen in found):
+            continue
+        found.append(cause)
+        pending.extend([*cause.args, getattr(cause, "reason", None), cause.__cause__, cause.__context__])
+    return found
+
+
 def _tls_problem(error: requests.exceptions.SSLError) -> str:
     """The certificate problem in a few words (e.g. "self-signed certificate in certificate chain"), found in the
     chain of errors that requests and urllib3 wrap around Python's ssl error."""
-    pending: list[object] = [error]
-    seen: set[int] = set()
-    while pending:
-        cause = pending.pop(0)
-        if not isinstance(cause, BaseException) or id(cause) in seen:
-            continue
-        seen.add(id(cause))
+    for cause in _causes(error):
         if isinstance(cause, ssl.SSLCertVerificationError):
             return f"certificate verification failed: {cause.verify_message}"
         if isinstance(cause, ssl.SSLError):
             return f"TLS handshake failed: {cause.reason or type(cause).__name__}"
-        pending.extend([*cause.args, getattr(cause, "reason", None), cause.__cause__, cause.__context__])
     return "TLS handshake failed"
 
 
@@ -321,8 +376,16 @@ def failed_batch(instances: Sequence[DicomInstance], error: StowError) -> StoreR
         reason = f"HTTP {error.status_code}: {reason}"
     unknown_fate = isinstance(error, StowRetriesExhausted) and status not in THROTTLING_STATUSES
     outcome = Outcome.UNCONFIRMED if unknown_fate else Outcome.FAILED
+    retries = dict(getattr(error, "retries", None) or {})
     record = RequestRecord(
-        status, getattr(error, "request_id", None), len(instances), 0, getattr(error, "attempts", 0), 0, 0.0
+        status,
+        getattr(error, "request_id", None),
+        len(instances),
+        0,
+        getattr(error, "attempts", 0),
+        retries.get(RetryCause.THROTTLED, 0),
+        0.0,
+        retries=retries,
     )
     results = tuple(instance_result(instance, outcome, reason=reason) for instance in instances)
     return StoreResult(results, (record,))
@@ -373,11 +436,12 @@ def match_response(module: StoreResponse, instances: Sequence[DicomInstance], st
     return results
 
 
-def _store_response(response: requests.Response) -> StoreResponse | None:
-    """The Store Instances Response Module, whatever the Content-Type says; None when the body is not one."""
-    if not response.content:
+def parse_answer(content: bytes) -> StoreResponse | None:
+    """The Store Instances Response Module in an answer's body, whatever its Content-Type says; None when the body
+    is not one (empty, not JSON or not UTF-8, nested deeper than the JSON decoder goes, another document)."""
+    if not content:
         return None
     try:
-        return parse_store_response(json.loads(response.content))
-    except (ValueError, NotAStoreResponse):
+        return parse_store_response(json.loads(content))
+    except (ValueError, RecursionError, NotAStoreResponse):
         return None

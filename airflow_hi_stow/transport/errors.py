@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+
+from airflow_hi_stow.core.names import printable
+from airflow_hi_stow.core.results import RetryCause
 
 _SHOWN_SOURCES = 5
 _MAX_REASON = 200
@@ -17,8 +20,8 @@ _SECRETS = (
 
 
 def describe_sources(sources: Sequence[str]) -> str:
-    """``a.dcm, b.dcm (+3 more)``."""
-    shown = ", ".join(sources[:_SHOWN_SOURCES])
+    """``a.dcm, b.dcm (+3 more)``, control characters of the names escaped."""
+    shown = ", ".join(printable(source) for source in sources[:_SHOWN_SOURCES])
     more = len(sources) - _SHOWN_SOURCES
     return f"{shown} (+{more} more)" if more > 0 else shown
 
@@ -31,26 +34,41 @@ def redact(text: str) -> str:
     return text if len(text) <= _MAX_REASON else text[: _MAX_REASON - 3] + "..."
 
 
-def error_reason(body: bytes, error_type: str | None = None) -> str:
+def _json_object(body: bytes) -> dict[str, object] | None:
+    try:
+        document = json.loads(body)
+    except ValueError:
+        return None
+    return document if isinstance(document, dict) else None
+
+
+def error_type(body: bytes, header: str | None = None) -> str | None:
+    """The AWS error type of an answer (``ExpiredTokenException``): the ``x-amzn-ErrorType`` header, else the
+    body's ``__type`` or ``code``, without the namespace or the ``:url`` suffix AWS appends."""
+    document = _json_object(body) if header is None else None
+    value = header or (document or {}).get("__type") or (document or {}).get("code")
+    return str(value).split("#")[-1].split(":")[0].strip() or None if value else None
+
+
+def error_reason(body: bytes, error_type_header: str | None = None) -> str:
     """A short reason from an error body: the ``message`` of a JSON error, else the first line of text.
 
     AWS error messages may quote the canonical request; only the first line is kept, and redacted.
     """
     message = ""
-    try:
-        document = json.loads(body)
-    except ValueError:
-        document = None
-    if isinstance(document, dict):
+    page = False
+    document = _json_object(body)
+    if document is not None:
         message = str(document.get("message") or document.get("Message") or "").strip()
         message = message.splitlines()[0] if message else ""
-        error_type = error_type or document.get("__type") or document.get("code")
     elif body:
         message = body[:2000].decode("utf-8", "replace").strip().splitlines()[0] if body.strip() else ""
         if message.lstrip().startswith("<"):
-            message = ""  # an HTML or XML page says nothing useful in one line
-    parts = [part for part in (str(error_type).split("#")[-1].split(":")[0] if error_type else "", message) if part]
-    return redact(": ".join(parts)) if parts else "no reason given"
+            message, page = "", True  # an HTML or XML page says nothing useful in one line
+    parts = [part for part in (error_type(body, error_type_header) or "", message) if part]
+    if parts:
+        return redact(": ".join(parts))
+    return "no reason given (an HTML or XML page)" if page else "no reason given"
 
 
 class StowError(Exception):
@@ -119,11 +137,18 @@ class StowRetriesExhausted(StowError):
     """Every attempt was answered with a retryable status or lost its connection."""
 
     def __init__(
-        self, attempts: int, last_problem: str, sources: Sequence[str], status_code: int | None = None
+        self,
+        attempts: int,
+        last_problem: str,
+        sources: Sequence[str],
+        status_code: int | None = None,
+        retries: Mapping[RetryCause, int] | None = None,
     ) -> None:
         self.attempts = attempts
         self.last_problem = last_problem
         self.status_code = status_code
+        self.retries = dict(retries or {})
+        """The re-sends before giving up, by cause."""
         self.sources = list(sources)
         super().__init__(
             f"gave up after {attempts} attempt(s), last: {last_problem}; "

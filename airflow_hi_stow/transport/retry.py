@@ -7,7 +7,19 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
+from airflow_hi_stow.core.results import RetryCause
+
 THROTTLING_STATUSES = frozenset({429, 503})
+
+
+def retry_cause(status: int | None, *, unreachable: bool = False, timed_out: bool = False) -> RetryCause:
+    """The cause of a failed attempt, as counted in a request's ``retries``: from its HTTP status, or (without one)
+    from how its connection failed."""
+    if status is not None:
+        return RetryCause.THROTTLED if status in THROTTLING_STATUSES else RetryCause.SERVER_ERROR
+    if unreachable:
+        return RetryCause.UNREACHABLE
+    return RetryCause.TIMEOUT if timed_out else RetryCause.CONNECTION_LOST
 
 
 @dataclass(frozen=True)

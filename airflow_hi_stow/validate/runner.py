@@ -207,7 +207,11 @@ def validate_files(
         )
     unsettled = [outcome for outcome in outcomes if not outcome.good and outcome.problem and not outcome.reason_file]
     if unsettled:
-        raise QuarantineFailed(f"{len(unsettled)} failing file(s) could not be quarantined (see {run.report})", run)
+        raise QuarantineFailed(
+            f"{len(unsettled)} failing file(s) could not be quarantined in {store.uri}: {unsettled[0].problem} "
+            f"(the report {run.report} lists them; a retry quarantines them)",
+            run,
+        )
     if run.failure:
         raise TooManyFailures(run.failure, run)
     return run

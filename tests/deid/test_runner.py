@@ -61,16 +61,18 @@ def test_bad_inputs_are_quarantined_with_reasons_and_nothing_is_lost(mixed_sourc
     assert (report.inputs, report.deidentified, report.quarantined) == (10, 6, 4)
     assert report.reasons == {"burned-in": 1, "residue": 1, "unreadable": 2}
     quarantine = tmp_path / "out-quarantine"
-    reasons = {
-        json.loads(p.read_text())["source"]: json.loads(p.read_text()) for p in quarantine.rglob("*.reason.json")
-    }
-    assert set(reasons) == {"notes.txt", "no_meta.dcm", "ultrasound.dcm", "leaky.dcm"}
+    folders = {json.loads((folder / "source.json").read_text())["source"]: folder for folder in quarantine.iterdir()}
+    assert set(folders) == {"notes.txt", "no_meta.dcm", "ultrasound.dcm", "leaky.dcm"}
+    reasons = {name: json.loads((folder / "reason.json").read_text()) for name, folder in folders.items()}
     assert reasons["leaky.dcm"]["reason"] == "residue"
     assert reasons["leaky.dcm"]["attribute"] == "PatientID"
     assert "TextValue" in reasons["leaky.dcm"]["detail"]
     assert reasons["ultrasound.dcm"]["detail"] == "Modality US is known to carry burned-in text"
-    for name, reason in reasons.items():  # the original bytes beside each reason, under its input id
-        assert (quarantine / reason["input_id"] / name).read_bytes() == (mixed_source / name).read_bytes()
+    for name, folder in folders.items():  # the original bytes under its input id; no name derived from the source's
+        assert folder.name == reasons[name]["input_id"]
+        assert sorted(p.name for p in folder.iterdir()) == ["original", "reason.json", "source.json"]
+        assert (folder / "original").read_bytes() == (mixed_source / name).read_bytes()
+        assert name not in (folder / "reason.json").read_text()
     assert not any(p.suffix == ".json" or p.name in reasons for p in destination.rglob("*"))  # destination: output only
 
 
@@ -189,9 +191,10 @@ def test_an_input_that_cannot_be_had_is_quarantined_with_its_reason(study: list[
     assert (report.inputs, report.deidentified, report.quarantined) == (3, 2, 1)
     (entry,) = report.quarantine
     assert entry["detail"] == "the input could not be read (no file matches the pattern)"
-    (reason_file,) = (tmp_path / "q").rglob("*.reason.json")
-    assert json.loads(reason_file.read_text())["source"] == missing.name  # the quarantine names it; the report not
-    assert [p for p in (tmp_path / "q").rglob("*") if p.is_file()] == [reason_file]  # nothing to copy
+    (folder,) = (tmp_path / "q").iterdir()
+    assert json.loads((folder / "source.json").read_text())["source"] == missing.name  # the quarantine names it
+    assert json.loads((folder / "reason.json").read_text())["reason"] == "unreadable"  # the reason does not
+    assert sorted(p.name for p in folder.iterdir()) == ["reason.json", "source.json"]  # nothing to copy
     assert synthetic.PATIENT_ID not in report.to_json().decode()
 
 

@@ -180,6 +180,24 @@ def test_a_configured_session_token_is_required_and_signed() -> None:
     assert unsigned.error_type == "IncompleteSignatureException"
 
 
+def test_rotated_credentials_are_refused_as_expired() -> None:
+    """The emulator's rotation (an assumed-role session replaced): the old key pair or token is ExpiredToken, which
+    clients refresh on; a key it never accepted stays UnrecognizedClient; the new credentials verify."""
+    rotated = authenticator()
+    rotated.rotate(EmulatorCredentials("ASIANEWKEYEXAMPLE000", "another secret", "new-token"))
+    assert refused(headers("A"), rotated).error_type == "ExpiredTokenException"
+    assert refused(headers("A"), rotated).status == 403
+    stranger = headers("A") | {"authorization": headers("A")["authorization"].replace("AKIAIOSFODNN7", "AKIASTRANGER")}
+    assert refused(stranger, rotated).error_type == "UnrecognizedClientException"
+    same_key = authenticator(credentials=EmulatorCredentials(CREDENTIALS.access_key, CREDENTIALS.secret_key, "t1"))
+    same_key.rotate(EmulatorCredentials(CREDENTIALS.access_key, CREDENTIALS.secret_key, "t2"))
+    assert refused({**headers("A"), "x-amz-security-token": "t1"}, same_key).error_type == "ExpiredTokenException"
+    back = authenticator()
+    back.rotate(EmulatorCredentials("ASIANEWKEYEXAMPLE000", "another secret"))
+    back.rotate(CREDENTIALS)  # rotating back accepts them again
+    assert back.authenticate("POST", PATH, "", headers("A")).check is PayloadCheck.NONE
+
+
 def test_unsigned_payload_is_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("botocore.auth.get_current_datetime", lambda: SIGNED_AT.replace(tzinfo=None))
     url = f"https://{HOST}{PATH}"

@@ -42,6 +42,14 @@ def test_shares_of_several_faults_are_kept_a_fault_due_on_a_busy_request_coming_
     assert (made.count(Fault.ERROR), made.count(Fault.DROP), made.count(Fault.SLOW)) == (10, 20, 30)
 
 
+def test_errors_can_come_in_bursts_keeping_their_share() -> None:
+    injector = FaultInjector(FaultConfig(error_rate=0.25, error_burst=3, error_statuses=(503, 502)))
+    made = decisions(injector, 26)
+    assert made[:14] == [None] * 11 + [Decision(Fault.ERROR, 503)] * 3  # a burst of three, every 12 requests
+    assert made[14:26] == [None] * 9 + [Decision(Fault.ERROR, 502)] * 3  # the next one, with the next status
+    assert sum(item is not None for item in made) == 6  # a quarter of the requests (the second burst ends early)
+
+
 def test_the_throttle_is_a_token_bucket() -> None:
     clock = Clock()
     injector = FaultInjector(FaultConfig(throttle_rps=2), clock=clock)
@@ -88,6 +96,7 @@ def test_only_stow_requests_are_in_the_default_scope() -> None:
         ({"error_statuses": [418]}, "error_statuses"),
         ({"throttle_rps": 0}, "throttle_rps"),
         ({"scope": "some"}, "scope"),
+        ({"error_burst": 0}, "error_burst"),
     ],
 )
 def test_bad_settings_are_named(settings: dict[str, object], message: str) -> None:

@@ -3,13 +3,18 @@ throttle; the package's client retries through them."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
+from botocore.credentials import RefreshableCredentials
 from botocore.exceptions import ClientError
 
 from airflow_hi_stow.engine.importer import store_files
 from airflow_hi_stow.samples import SampleSet
 from airflow_hi_stow.testing import RunningEmulator
-from airflow_hi_stow.transport.errors import StowRetriesExhausted
+from airflow_hi_stow.transport.auth import SigV4StowAuth, refresh_now
+from airflow_hi_stow.transport.client import StowClient
+from airflow_hi_stow.transport.errors import StowAuthError, StowRetriesExhausted
 from airflow_hi_stow.transport.retry import RetryPolicy
 from airflow_hi_stow.transport.session import HttpSettings
 from tests.emulator.conftest import Signed, instance_count, stow_client
@@ -104,3 +109,38 @@ def test_faults_can_cover_the_boto3_apis(healthimaging_emulator: RunningEmulator
         client.list_datastores()
     assert raised.value.response["Error"]["Code"] == "ThrottlingException"
     assert raised.value.response["ResponseMetadata"]["HTTPStatusCode"] == 429
+
+
+@pytest.mark.healthimaging_emulator(session_token="first-session-token")
+def test_a_rotated_session_token_is_refused_as_expired_and_refreshed_credentials_get_through(
+    healthimaging_emulator: RunningEmulator, sample: SampleSet
+) -> None:
+    """An assumed-role session replaced mid-run: the emulator answers the old token 403 ExpiredTokenException; the
+    client refreshes its RefreshableCredentials (whose expiry was an hour away) and re-signs."""
+    emulator = healthimaging_emulator
+    refreshed: list[str] = []
+
+    def assume_role() -> dict[str, str]:
+        refreshed.append(str(emulator.session_token))
+        return {
+            "access_key": emulator.access_key,
+            "secret_key": emulator.secret_key,
+            "token": str(emulator.session_token),
+            "expiry_time": (datetime.now(UTC) + timedelta(hours=1)).isoformat(),
+        }
+
+    credentials = RefreshableCredentials.create_from_metadata(assume_role(), assume_role, "assume-role")
+    auth = SigV4StowAuth(credentials.get_frozen_credentials, emulator.region, refresh=lambda: refresh_now(credentials))
+    client = StowClient(emulator.dicomweb_url, auth=auth, retry=QUICK_RETRIES)
+    assert store_files(client, [sample.instances[0].path]).all_stored
+    emulator.rotate_credentials(session_token="second-session-token")
+    result = store_files(client, [sample.instances[1].path])
+    assert result.all_stored
+    assert result.requests[0].retries == {"expired_credentials": 1}
+    assert refreshed == ["first-session-token", "second-session-token"]
+    assert emulator.stats()["responses"]["403"] == 1
+
+    emulator.rotate_credentials(session_token="third-session-token")  # static credentials cannot be refreshed
+    static = StowClient(emulator.dicomweb_url, auth=SigV4StowAuth(credentials.get_frozen_credentials, emulator.region))
+    with pytest.raises(StowAuthError, match="ExpiredTokenException"):
+        store_files(static, [sample.instances[2].path])

@@ -164,13 +164,13 @@ def test_a_local_folder_is_deidentified_validated_and_stored(
         )
         assert_clean_instance(path.read_bytes())
 
-    # every bad input is in the quarantine: the original beside its reason (which names the source file)
+    # every bad input is in the quarantine: the original, its source's name and its reason, under its input id
     quarantine = Path(summary["quarantine"])
-    reasons = [json.loads(p.read_text()) for p in quarantine.rglob("*.reason.json")]
-    assert sorted(Path(r["source"]).name for r in reasons) == sorted([*BAD_FILES, "missing.dcm", "*.dcm"])
-    for reason in reasons:
-        copy = quarantine / reason["input_id"] / Path(reason["source"]).name
-        source = Path(reason["source"])
+    reasons = [json.loads(p.read_text()) for p in quarantine.glob("*/reason.json")]
+    sources = {p.parent.name: Path(json.loads(p.read_text())["source"]) for p in quarantine.glob("*/source.json")}
+    assert sorted(path.name for path in sources.values()) == sorted([*BAD_FILES, "missing.dcm", "*.dcm"])
+    for input_id, source in sources.items():
+        copy = quarantine / input_id / "original"
         assert copy.read_bytes() == source.read_bytes() if source.exists() else not copy.exists()
 
     # the report says what was done and why, without any original value or file name
@@ -295,9 +295,16 @@ def test_an_s3_prefix_is_deidentified_to_s3_then_stored(
     listed = read_file_list(s3_tree(moto_s3, records + "/")["deidentified.jsonl"])
     assert sorted(listed) == sorted(f"{bucket}/deidentified/{name}" for name in outputs)
     held = s3_tree(moto_s3, "deidentified-quarantine/")
-    reasons = [json.loads(data) for name, data in held.items() if name.endswith(".reason.json")]
-    assert sorted(r["source"].rsplit("/", 1)[-1] for r in reasons) == sorted([*BAD_FILES, "missing.dcm", "*.dcm"])
-    originals = {name.rsplit("/", 1)[-1]: data for name, data in held.items() if not name.endswith(".reason.json")}
+    sources = {
+        name.split("/")[0]: json.loads(data)["source"] for name, data in held.items() if name.endswith("/source.json")
+    }
+    assert sorted(s.rsplit("/", 1)[-1] for s in sources.values()) == sorted([*BAD_FILES, "missing.dcm", "*.dcm"])
+    assert {name.split("/")[0] for name in held if name.endswith("/reason.json")} == set(sources)
+    originals = {
+        sources[name.split("/")[0]].rsplit("/", 1)[-1]: data
+        for name, data in held.items()
+        if name.endswith("/original")
+    }
     assert originals == {name: (incoming.root / name).read_bytes() for name in BAD_FILES}
     assert leaked(json.dumps(json.loads(s3_tree(moto_s3, records + "/")["report.json"]))) == []
 
@@ -333,7 +340,7 @@ def test_a_retry_rewrites_identical_outputs_and_quarantines_nothing_twice(
     before = airflow_dags.xcom_values("hi_stow_test_deid", first.run_id, "deidentify")[-1]
     outputs, held = tree(destination), tree(tmp_path / "deidentified-quarantine")
     assert len(outputs) == FILES
-    assert len(held) == len(BAD_FILES) + QUARANTINED
+    assert len(held) == len(BAD_FILES) + 2 * QUARANTINED  # the originals, and a source and a reason for each
 
     again = airflow_dags.run_dag("hi_stow_test_deid", run_after)
     assert (again.state, again.run_id) == ("success", first.run_id)

@@ -131,6 +131,35 @@ def test_an_assumed_role_signs_with_its_session_credentials(
     assert "x-amz-security-token" in request.headers["Authorization"]
 
 
+def test_a_token_refused_as_expired_makes_the_hook_assume_the_role_again(
+    monkeypatch: pytest.MonkeyPatch, one_file: Path, moto_sts: str
+) -> None:
+    """The session was replaced before its expiry time (revoked, rotated): the first answer is 403
+    ExpiredTokenException; the hook assumes the role again on moto's STS and re-signs with the new session, whose
+    secrets join Airflow's masker."""
+    from airflow.providers.common.compat.sdk import redact
+
+    expired = Reply(403, {"message": "The security token included in the request is expired"},
+                    {"x-amzn-ErrorType": "ExpiredTokenException"})  # fmt: skip
+    with scripted_server(lambda n: expired if n == 0 else listing_everything(one_file)) as server:
+        conn = aws_connection(
+            monkeypatch,
+            region_name="us-east-1",
+            endpoint_url=server.url,
+            role_arn="arn:aws:iam::123456789012:role/hi-stow-import",
+            service_config={"sts": {"endpoint_url": moto_sts}},
+        )
+        hook = HealthImagingStowHook(conn, DATASTORE)
+        result = hook.store_instances([one_file])
+    assert result.all_stored
+    first, second = server.requests
+    assert credential_of(first) != credential_of(second)
+    assert first.headers["X-Amz-Security-Token"] != second.headers["X-Amz-Security-Token"]
+    assert result.requests[0].retries == {"expired_credentials": 1}
+    token = second.headers["X-Amz-Security-Token"]
+    assert token not in str(redact(f"token {token}"))
+
+
 @pytest.mark.parametrize(
     ("connection", "base_url"),
     [

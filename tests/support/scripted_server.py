@@ -32,6 +32,8 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
     drop_after: int | None = None
     """Close the connection, without answering, after reading this many body bytes."""
+    cut_after: int | None = None
+    """Answer with the whole body's Content-Length, send only this many bytes of it, then close the connection."""
 
 
 Script = Callable[[int], Reply]
@@ -100,7 +102,9 @@ def _server(script: Script | None, answer: Answer | None) -> Iterator[ScriptedSe
                 self.send_header(name, value)
             self.send_header("Content-Length", str(len(payload)))
             self.end_headers()
-            self.wfile.write(payload)
+            self.wfile.write(payload if reply.cut_after is None else payload[: reply.cut_after])
+            if reply.cut_after is not None:
+                self.close_connection = True
 
         def log_message(self, format: str, *args: Any) -> None:
             pass

@@ -77,4 +77,9 @@ def test_delimiter_at_the_very_start_of_a_part_is_found() -> None:
 def test_near_misses_are_not_taken_for_the_delimiter() -> None:
     scanner = multipart.DelimiterScanner("boundary")
     assert not scanner.feed(b"plain data\r\n--boundar")
-    assert not scanner.feed(b"X\r\n-boundary \n--boundary\r--boundary")
+    assert not scanner.feed(b"X\r\n-boundary \r--boundary")
+
+
+def test_a_bare_lf_before_the_delimiter_counts_as_a_collision() -> None:
+    """Not a delimiter to RFC 2046, but lenient parsers (Python's email) end a part there."""
+    assert multipart.DelimiterScanner("boundary").feed(b"X \n--boundary")

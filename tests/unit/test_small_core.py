@@ -131,7 +131,7 @@ def test_error_reasons_keep_the_message_and_drop_secrets() -> None:
 
 def test_error_reason_from_plain_text_and_html() -> None:
     assert error_reason(b"Bad file format\nmore") == "Bad file format"
-    assert error_reason(b"<html><body>502</body></html>") == "no reason given"
+    assert error_reason(b"<html><body>502</body></html>") == "no reason given (an HTML or XML page)"
     assert error_reason(b"", "ThrottlingException:http://internal") == "ThrottlingException"
 
 
