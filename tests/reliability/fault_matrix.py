@@ -41,7 +41,10 @@ READ_TIMEOUT = 1.0
 SLOW_SECONDS = 2.0
 """Held-back answers outlast the client's read timeout: the instances are stored, the client sees a timeout."""
 RETRY = RetryPolicy(max_attempts=8, base_delay=0.25, max_delay=3.0)
-"""Enough attempts to outlast an emulator restart (a couple of seconds unreachable)."""
+"""Enough attempts to outlast an emulator restart (DOWN_SECONDS and its start-up unreachable)."""
+DOWN_SECONDS = 5.0
+"""How long the restart keeps the emulator down: longer than a read timeout and the longest back-off together, so
+that some request certainly finds it unreachable, however the controller has cut the connections by then."""
 BATCH = 20
 CONNECTIONS = 4
 TPS_QUOTA = 12
@@ -119,8 +122,8 @@ def emulator_faults(rate: float) -> list[str]:
 
 
 class _Disturber:
-    """From a thread: rotates the emulator's session token once a third of the instances are stored, restarts the
-    emulator at two thirds. Keeps the counts of the emulator before its restart (its counters start again)."""
+    """From a thread: rotates the emulator's session token once a third of the instances are stored, stops the
+    emulator at two thirds and starts it again DOWN_SECONDS later. Keeps the counts of the emulator before its restart (its counters start again)."""
 
     def __init__(self, emulator: RunningEmulator, instances: int) -> None:
         self.emulator = emulator
@@ -151,7 +154,9 @@ class _Disturber:
             self.events.append(f"session token rotated after {self._stored()} instances stored")
         if self._wait_for(2 * self.instances // 3):
             self.before_restart = self.emulator.stats()
-            self.emulator.restart()
+            self.emulator.stop()
+            self.stop.wait(DOWN_SECONDS)
+            self.emulator.start()
             self.events.append(f"emulator restarted after {self._stored()} instances stored")
 
 

@@ -6,6 +6,7 @@ stored twice (re-sent after an attempt that may have reached it)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from airflow_hi_stow.core.report import build_import_report, format_import_report
@@ -17,6 +18,7 @@ INSTANCES = 5000
 
 def test_an_import_under_a_20_percent_fault_rate_stores_everything_once_over(tmp_path: Path) -> None:
     result = run_fault_matrix(tmp_path, INSTANCES, 0.2, log=lambda _: None)
+    print(json.dumps(result.figures(), indent=1))  # shown when an assertion fails
     final = result.final
     assert final["counts"] == {
         "stored": INSTANCES,
@@ -45,6 +47,9 @@ def test_an_import_under_a_20_percent_fault_rate_stores_everything_once_over(tmp
 
     text = format_import_report(build_import_report([final], []))
     assert f"stored         {INSTANCES}" in text
-    (retried,) = [line for line in text.splitlines() if line.strip().startswith("retried")]
+    # the report of the first try (a later one may only send what the first left unconfirmed, without a fault)
+    first = result.summaries[0]
+    first_text = format_import_report(build_import_report([first], []))
+    (retried,) = [line for line in first_text.splitlines() if line.strip().startswith("retried")]
     assert "timed out" in retried
-    assert f"{final['possibly_stored_twice']} instance(s) possibly stored twice" in retried
+    assert f"{first['possibly_stored_twice']} instance(s) possibly stored twice" in retried
