@@ -33,12 +33,10 @@ from typing import Any
 import pendulum
 from airflow.providers.common.compat.sdk import DAG, AirflowFailException, Param, TriggerRule, task
 
-from airflow_hi_stow.core.report import build_import_report
 from airflow_hi_stow.hooks.healthimaging import HealthImagingStowHook
 from airflow_hi_stow.operators.partition import PartitionDicomOperator
 from airflow_hi_stow.operators.store import StoreDicomOperator
 from airflow_hi_stow.operators.validate import ValidateDicomOperator
-from airflow_hi_stow.readback.image_sets import describe_image_sets
 from airflow_hi_stow.storage.files import write_whole
 
 CONN_ID = "aws_healthimaging"
@@ -91,11 +89,7 @@ with DAG(
     def report(first: Any, later: Any, validation: Any, params: dict[str, Any] | None = None) -> dict[str, Any]:
         """Merge the store summaries (``first``, ``later``: the mapped store tasks' XComs) and read the image sets
         back with SearchImageSets and GetImageSet."""
-        summaries = [*(first or []), *(later or [])]
-        studies = {study for summary in summaries if summary for study in summary.get("image_sets", {})}
-        hook = HealthImagingStowHook(CONN_ID)
-        image_sets = [info.to_dict() for info in describe_image_sets(hook.conn, str(hook.datastore_id), studies)]
-        result = build_import_report(summaries, image_sets)
+        result = HealthImagingStowHook(CONN_ID).import_report([*(first or []), *(later or [])])
         result["validation"] = validation
         if report_path := (params or {}).get("report_path"):
             write_whole(Path(report_path), json.dumps(result, indent=1).encode())  # whole or not at all

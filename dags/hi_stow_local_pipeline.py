@@ -42,30 +42,19 @@ from typing import Any
 import pendulum
 from airflow.providers.common.compat.sdk import DAG, AirflowFailException, Param, TriggerRule, task
 
-from airflow_hi_stow.core.report import build_import_report
 from airflow_hi_stow.hooks.healthimaging import HealthImagingStowHook
-from airflow_hi_stow.operators.deidentify import DeidentifyDicomOperator
+from airflow_hi_stow.operators.deidentify import OPTION_FLAGS, DeidentifyDicomOperator
 from airflow_hi_stow.operators.partition import PartitionDicomOperator
 from airflow_hi_stow.operators.store import StoreDicomOperator
 from airflow_hi_stow.operators.validate import ValidateDicomOperator
-from airflow_hi_stow.readback.image_sets import describe_image_sets
 from airflow_hi_stow.storage.files import write_whole
 
 CONN_ID = "aws_healthimaging"
 KEY_CONN_ID = "hi_stow_deid_key"
 POOL = "healthimaging"
 SAMPLE_DATA = os.environ.get("HI_STOW_SAMPLE_DATA", "/data/dicom")
-PROFILE_OPTIONS = (
-    "retain_longitudinal_modified_dates",
-    "retain_patient_characteristics",
-    "retain_device_identity",
-    "retain_institution_identity",
-    "retain_uids",
-    "retain_safe_private",
-    "clean_descriptors",
-    "clean_structured_content",
-    "clean_graphics",
-)
+PROFILE_OPTIONS: dict[str, Any] = {option: f"{{{{ params.{option} }}}}" for option in OPTION_FLAGS}
+"""Each profile option of the operator, set from the DAG param of its name."""
 
 with DAG(
     dag_id="hi_stow_local_pipeline",
@@ -80,7 +69,7 @@ with DAG(
         "destination": Param(f"{SAMPLE_DATA}/deidentified", type="string", description="de-identified files"),
         "quarantine": Param(f"{SAMPLE_DATA}/quarantine", type="string", description="files that cannot go on"),
         "report_path": Param(None, type=["null", "string"], description="write the JSON report here"),
-        **{option: Param(False, type="boolean", description="a PS3.15 E.3 option") for option in PROFILE_OPTIONS},
+        **{option: Param(False, type="boolean", description="a PS3.15 E.3 option") for option in OPTION_FLAGS},
     },
     tags=["healthimaging", "dicom", "sample", "de-identification"],
     doc_md=__doc__,
@@ -92,15 +81,7 @@ with DAG(
         quarantine="{{ params.quarantine }}/deidentify",
         key_conn_id=KEY_CONN_ID,
         aws_conn_id=CONN_ID,
-        retain_longitudinal_modified_dates="{{ params.retain_longitudinal_modified_dates }}",
-        retain_patient_characteristics="{{ params.retain_patient_characteristics }}",
-        retain_device_identity="{{ params.retain_device_identity }}",
-        retain_institution_identity="{{ params.retain_institution_identity }}",
-        retain_uids="{{ params.retain_uids }}",
-        retain_safe_private="{{ params.retain_safe_private }}",
-        clean_descriptors="{{ params.clean_descriptors }}",
-        clean_structured_content="{{ params.clean_structured_content }}",
-        clean_graphics="{{ params.clean_graphics }}",
+        **PROFILE_OPTIONS,
     )
     validated = ValidateDicomOperator(
         task_id="validate",
@@ -122,11 +103,7 @@ with DAG(
         deidentification: Any, validation: Any, summaries: Any, params: dict[str, Any] | None = None
     ) -> dict[str, Any]:
         """Merge the steps' summaries and read the image sets back with SearchImageSets and GetImageSet."""
-        summaries = [summary for summary in summaries or [] if summary]
-        studies = {study for summary in summaries for study in summary.get("image_sets", {})}
-        hook = HealthImagingStowHook(CONN_ID)
-        image_sets = [info.to_dict() for info in describe_image_sets(hook.conn, str(hook.datastore_id), studies)]
-        result = build_import_report(summaries, image_sets)
+        result = HealthImagingStowHook(CONN_ID).import_report(summaries or [])
         result["deidentification"] = deidentification
         result["validation"] = validation
         if report_path := (params or {}).get("report_path"):

@@ -39,13 +39,12 @@ from typing import Any
 import pendulum
 from airflow.providers.common.compat.sdk import DAG, AirflowFailException, Asset, Param, TriggerRule, task
 
-from airflow_hi_stow.core.report import build_import_report
 from airflow_hi_stow.hooks.healthimaging import HealthImagingStowHook
 from airflow_hi_stow.operators.deidentify import DeidentifyDicomOperator
 from airflow_hi_stow.operators.partition import PartitionDicomOperator
 from airflow_hi_stow.operators.store import StoreDicomOperator
 from airflow_hi_stow.operators.validate import ValidateDicomOperator
-from airflow_hi_stow.readback.image_sets import describe_image_sets
+from airflow_hi_stow.storage.files import write_whole
 
 CONN_ID = "aws_healthimaging"
 KEY_CONN_ID = "hi_stow_deid_key"
@@ -111,17 +110,13 @@ with DAG(
     @task(trigger_rule=TriggerRule.ALL_DONE, multiple_outputs=False)  # one XCom: the report
     def report(summaries: Any, validation: Any, params: dict[str, Any] | None = None) -> dict[str, Any]:
         """Merge the mapped steps' summaries and read the image sets back with SearchImageSets and GetImageSet."""
-        summaries = [summary for summary in summaries or [] if summary]
-        studies = {study for summary in summaries for study in summary.get("image_sets", {})}
-        hook = HealthImagingStowHook(CONN_ID)
-        image_sets = [info.to_dict() for info in describe_image_sets(hook.conn, str(hook.datastore_id), studies)]
-        result = build_import_report(summaries, image_sets)
+        result = HealthImagingStowHook(CONN_ID).import_report(summaries or [])
         shards = [item for item in validation or [] if item]
         result["validation"] = {
             key: sum(int(item.get(key, 0)) for item in shards) for key in ("inputs", "files", "quarantined")
         }
         if report_path := (params or {}).get("report_path"):
-            Path(report_path).write_text(json.dumps(result, indent=1))
+            write_whole(Path(report_path), json.dumps(result, indent=1).encode())  # whole or not at all
         return result
 
     @task(trigger_rule=TriggerRule.ONE_FAILED, retries=0)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from functools import cached_property
 from typing import Any
@@ -11,9 +11,11 @@ from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 from botocore.config import Config
 
 from airflow_hi_stow.core import healthimaging, redaction, sigv4
+from airflow_hi_stow.core.report import build_import_report
 from airflow_hi_stow.core.results import StoreResult
 from airflow_hi_stow.engine.importer import ImportSettings, store_files
 from airflow_hi_stow.hooks.secrets import masked_credentials
+from airflow_hi_stow.readback.image_sets import describe_image_sets
 from airflow_hi_stow.transport.auth import SigV4StowAuth, refresh_now
 from airflow_hi_stow.transport.client import StowClient
 from airflow_hi_stow.transport.retry import RetryPolicy
@@ -151,6 +153,15 @@ class HealthImagingStowHook(AwsBaseHook):
     @cached_property
     def stow_client(self) -> StowClient:
         return self.get_stow_client()
+
+    def import_report(self, summaries: Iterable[Mapping[str, Any] | None]) -> dict[str, Any]:
+        """The report of store tasks' summaries (``core.report.build_import_report``; a task that returned nothing
+        is left out) with every image set of their studies read back (SearchImageSets, GetImageSet): primary or
+        non-primary, and the grouping elements that conflict."""
+        stored = [summary for summary in summaries if summary]
+        studies = {study for summary in stored for study in summary.get("image_sets", {})}
+        image_sets = describe_image_sets(self.conn, str(self.datastore_id), studies)
+        return build_import_report(stored, [info.to_dict() for info in image_sets])
 
     def store_instances(
         self,
