@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import shutil
 import subprocess
@@ -25,6 +24,7 @@ from pathlib import Path
 
 from airflow_hi_stow.deid import LocalDirectory, ProfileOptions, local_inputs, profile_table, run_deidentification
 from airflow_hi_stow.samples import generate_dataset, large_instance
+from airflow_hi_stow.workers import usable_cores
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from report import write_section
@@ -107,7 +107,7 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the generated files")
     args = parser.parse_args()
     python = dicognito_python()
-    cores = os.cpu_count() or 1
+    cores = usable_cores()
     scratch = Path(tempfile.mkdtemp(prefix="bench-deid-"))
     rows = []
     ratios = []

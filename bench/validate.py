@@ -29,6 +29,7 @@ from airflow_hi_stow.sources.resolve import resolve_sources
 from airflow_hi_stow.storage.locations import LocalLocation
 from airflow_hi_stow.validate import ValidationSettings, validate_files
 from airflow_hi_stow.validate.runner import PARALLEL_FROM_FILES
+from airflow_hi_stow.workers import usable_cores
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from report import write_section
@@ -111,7 +112,7 @@ def main() -> int:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     work = Path(tempfile.mkdtemp(prefix="bench-validate-"))
-    cores = len(os.sched_getaffinity(0))
+    cores = usable_cores()
     rows = []
     try:
         sets = {
