@@ -47,25 +47,3 @@ def parse_media_type(value: str) -> tuple[str, dict[str, str]]:
     message["content-type"] = value
     params = {key.lower(): str(val) for key, val in (message.get_params() or [])[1:]}
     return message.get_content_type(), params
-
-
-class DelimiterScanner:
-    """Finds a boundary delimiter inside part data fed in blocks, across block edges.
-
-    A random boundary practically never occurs in a DICOM file, but if it did the body would be misread, so the
-    body generator checks every block as it sends it. The delimiter is RFC 2046's CRLF ``--B``, but lenient
-    parsers (Python's ``email`` among them) also end a part at a bare LF ``--B``: that is looked for, so a body no
-    parser can split wrongly is sent. Use one scanner per part: it starts with the CRLF that ends the part's
-    headers, so data that begins with ``--B`` is caught too.
-    """
-
-    def __init__(self, boundary: str) -> None:
-        self._delimiter = f"\n--{boundary}".encode("ascii")
-        self._tail = b"\r\n"
-
-    def feed(self, block: bytes) -> bool:
-        """True when the delimiter occurs in the data fed so far (the block is searched in place, not copied)."""
-        keep = len(self._delimiter) - 1
-        found = self._delimiter in self._tail + block[:keep] or self._delimiter in block
-        self._tail = (self._tail + block)[-keep:] if len(block) < keep else block[-keep:]
-        return found

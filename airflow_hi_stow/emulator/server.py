@@ -11,6 +11,7 @@ import sys
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from airflow_hi_stow.emulator.allocator import pin_mmap_threshold
 from airflow_hi_stow.emulator.app import create_app
 from airflow_hi_stow.emulator.context import EmulatorConfig, EmulatorContext
 from airflow_hi_stow.emulator.web import ABORT_EXTENSION
@@ -52,6 +53,7 @@ def serve(config: EmulatorConfig, log_level: str = "warning") -> int:
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     for name in ("airflow_hi_stow", "uvicorn"):
         logging.getLogger(name).setLevel(log_level.upper())
+    pin_mmap_threshold()
     context = EmulatorContext.open(config)
     try:
         sock = bind(config.host, config.port)

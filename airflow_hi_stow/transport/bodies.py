@@ -17,7 +17,7 @@ from functools import cached_property
 from airflow_hi_stow.core import multipart, sigv4
 from airflow_hi_stow.sources.fingerprints import HashingLocalFile
 from airflow_hi_stow.sources.instances import InstanceFile
-from airflow_hi_stow.transport.errors import BoundaryCollision, SourceError
+from airflow_hi_stow.transport.errors import SourceError
 
 READ_SIZE = 256 * 1024
 
@@ -85,11 +85,15 @@ class SinglePartBody(Body):
 
 
 class MultipartBody(Body):
-    """Instances as ``multipart/related; type="application/dicom"``, one part per instance."""
+    """Instances as ``multipart/related; type="application/dicom"``, one part per instance.
 
-    def __init__(self, files: Sequence[InstanceFile], boundary: str | None = None) -> None:
+    The boundary holds 128 random bits (:func:`~airflow_hi_stow.core.multipart.new_boundary`), drawn when the body
+    is built, so no file can hold it but by a chance of about 2^-128 per position (the data is not searched for it,
+    as urllib3 and curl do not: that search cost as much CPU as reading the files)."""
+
+    def __init__(self, files: Sequence[InstanceFile]) -> None:
         self.files = list(files)
-        self.boundary = boundary or multipart.new_boundary()
+        self.boundary = multipart.new_boundary()
         self.content_type = multipart.multipart_content_type(self.boundary)
         self._length = multipart.multipart_length(self.boundary, [file.size for file in self.files])
 
@@ -101,10 +105,7 @@ class MultipartBody(Body):
         pending = bytearray()
         for file in self.files:
             pending += opening
-            scanner = multipart.DelimiterScanner(self.boundary)
             for block in read_blocks(file, rehash=self.rehash):
-                if scanner.feed(block):
-                    raise BoundaryCollision(f"{file.name} contains the multipart boundary")
                 if len(pending) + len(block) > READ_SIZE:
                     if pending:
                         yield bytes(pending)

@@ -27,7 +27,6 @@ from airflow_hi_stow.core.uids import is_valid_uid
 from airflow_hi_stow.sources.instances import DicomInstance
 from airflow_hi_stow.transport.bodies import Body, MultipartBody, SinglePartBody
 from airflow_hi_stow.transport.errors import (
-    BoundaryCollision,
     SourceError,
     StowAuthError,
     StowBadRequest,
@@ -50,7 +49,6 @@ log = logging.getLogger(__name__)
 REQUEST_ID_HEADERS = ("x-amzn-RequestId", "x-amz-request-id", "X-Request-Id")
 EXPIRED_CREDENTIALS_ERRORS = frozenset({"ExpiredTokenException", "ExpiredToken"})
 """Error types of a 401/403 that fresh credentials fix (an assumed-role session replaced before its expiry time)."""
-_MAX_BODY_REBUILDS = 3
 _MAX_REFRESHES = 2
 _ERRORS: dict[int, tuple[type[StowHTTPError], str]] = {
     400: (StowBadRequest, "the server could not parse the request"),
@@ -197,20 +195,14 @@ class StowClient:
     ) -> StoreResult:
         names = [instance.name for instance in instances]
         url = self.studies_url(study_instance_uid)
-        for _ in range(_MAX_BODY_REBUILDS):
-            single = self.sends_single_part and len(instances) == 1
-            body: Body = SinglePartBody(instances[0].file) if single else MultipartBody([i.file for i in instances])
-            try:
-                exchange = self._post(url, body, names, pacer)
-            except BoundaryCollision:
-                log.warning("the multipart boundary occurred in a file; rebuilding the body with a new one")
-                continue
-            if exchange.response.status_code == 415 and single:
-                log.info("the server refused single-part application/dicom (HTTP 415); sending multipart from now on")
-                self._single_part_refused.set()
-                continue
-            return self._interpret(exchange, instances)
-        raise StowError(f"could not build a request body for {len(names)} file(s) after {_MAX_BODY_REBUILDS} tries")
+        single = self.sends_single_part and len(instances) == 1
+        body: Body = SinglePartBody(instances[0].file) if single else MultipartBody([i.file for i in instances])
+        exchange = self._post(url, body, names, pacer)
+        if exchange.response.status_code == 415 and single:
+            log.info("the server refused single-part application/dicom (HTTP 415); sending multipart from now on")
+            self._single_part_refused.set()
+            exchange = self._post(url, MultipartBody([instances[0].file]), names, pacer)
+        return self._interpret(exchange, instances)
 
     def _post(self, url: str, body: Body, names: Sequence[str], pacer: RetryPacer) -> _Exchange:
         """POST with retries: every attempt re-signs and re-reads the files from the start. ``retries`` counts the

@@ -85,10 +85,6 @@ class SourceError(StowError):
         self.reason = reason
 
 
-class BoundaryCollision(StowError):
-    """The multipart boundary occurred inside a file (practically never); the body is rebuilt with a new one."""
-
-
 class StowHTTPError(StowError):
     """The server refused the request. Carries the HTTP status, the request id and the files concerned."""
 

@@ -60,26 +60,3 @@ def test_boundaries_are_random_and_within_rfc_limits() -> None:
 def test_media_type_parsing_accepts_quoted_and_unquoted_parameters(value: str, expected: tuple[str, str, str]) -> None:
     media_type, params = multipart.parse_media_type(value)
     assert (media_type, params["type"], params["boundary"]) == expected
-
-
-def test_delimiter_is_found_across_block_edges() -> None:
-    boundary = "hi-stow-0123"
-    data = b"x" * 100 + b"\r\n--hi-stow-0123" + b"y" * 10
-    for cut in range(len(data)):
-        scanner = multipart.DelimiterScanner(boundary)
-        assert scanner.feed(data[:cut]) or scanner.feed(data[cut:]), cut
-
-
-def test_delimiter_at_the_very_start_of_a_part_is_found() -> None:
-    assert multipart.DelimiterScanner("b1").feed(b"--b1 and more")
-
-
-def test_near_misses_are_not_taken_for_the_delimiter() -> None:
-    scanner = multipart.DelimiterScanner("boundary")
-    assert not scanner.feed(b"plain data\r\n--boundar")
-    assert not scanner.feed(b"X\r\n-boundary \r--boundary")
-
-
-def test_a_bare_lf_before_the_delimiter_counts_as_a_collision() -> None:
-    """Not a delimiter to RFC 2046, but lenient parsers (Python's email) end a part there."""
-    assert multipart.DelimiterScanner("boundary").feed(b"X \n--boundary")
