@@ -4,9 +4,11 @@ Celery workers on this machine, against moto's S3 and the HealthImaging emulator
 It starts everything itself (Debian ``postgresql`` and ``redis-server``, installed when missing and run as root;
 Airflow with the celery provider in ``.venv-celery``), uploads a generated set of a few thousand instances to S3,
 triggers the DAG through the REST API, waits for the run, and checks that the mapped store tasks ran on both workers
-and that every instance was stored once. Then it stops every process it started.
+and that every instance was stored once. With ``--fault-rate``, the emulator answers that share of the requests with
+503, 500 or 429 in turn, as HealthImaging does under load: the workers' store tasks retry through them, and every
+instance must still be stored once. Then it stops every process it started.
 
-    .venv-celery/bin/python -m tests.stack.celery_scale [--dag hi_stow_s3_pipeline] [--patients 40]
+    .venv-celery/bin/python -m tests.stack.celery_scale [--dag hi_stow_s3_pipeline] [--patients 40] [--fault-rate 0.2]
 """
 
 from __future__ import annotations
@@ -246,7 +248,7 @@ def upload(sample_root: Path, s3_url: str, bucket: str, prefix: str) -> int:
     return len(paths)
 
 
-def run(dag_id: str, patients: int, conf_template: str) -> int:
+def run(dag_id: str, patients: int, conf_template: str, fault_rate: float = 0.0) -> int:
     ensure_packages()
     started = time.monotonic()
     with ExitStack() as stack:
@@ -258,7 +260,8 @@ def run(dag_id: str, patients: int, conf_template: str) -> int:
         database = stack.enter_context(postgres(scratch))
         broker = stack.enter_context(redis())
         s3_url = stack.enter_context(moto_s3())
-        emulator = stack.enter_context(start_emulator(scratch / "emulator"))
+        faults = ["--fail-rate", str(fault_rate), "--fail-status", "503,500,429", "--retry-after", "0"]
+        emulator = stack.enter_context(start_emulator(scratch / "emulator", extra_args=faults if fault_rate else ()))
         sample = generate_dataset(
             scratch / "dicom",
             patients=patients,
@@ -319,18 +322,23 @@ def run(dag_id: str, patients: int, conf_template: str) -> int:
         stores = [ti for ti in instances if ti["task_id"].startswith("store") and ti["state"] == "success"]
         failed = sorted({ti["task_id"] for ti in instances if ti["state"] in ("failed", "upstream_failed")})
         spread = Counter(ti["hostname"] for ti in stores)
-        stats = {"received": 0, "stored": 0, **emulator.stats().get("instances", {})}
+        emulator_stats = emulator.stats()
+        stats = {"received": 0, "stored": 0, **emulator_stats.get("instances", {})}
+        injected = sum(emulator_stats.get("faults", {}).values())
         say(
             f"run {state} in {elapsed:.0f} s; {len(stores)} store task(s) by worker: {dict(spread)}; "
-            f"emulator received {stats['received']}, stored {stats['stored']} of {files} instance(s)"
+            f"emulator received {stats['received']}, stored {stats['stored']} of {files} instance(s); "
+            f"answers {dict(emulator_stats.get('responses', {}))}, {injected} of them injected faults"
         )
         problems = []
         if state != "success":
             problems.append(f"the run {state} (tasks failed: {', '.join(failed) or 'none'})")
         if set(spread) != set(WORKERS):
             problems.append(f"the store tasks did not run on both workers: {dict(spread)}")
-        if stats["received"] != files or emulator.stats()["index"]["instances"] != files:
+        if stats["received"] != files or emulator_stats["index"]["instances"] != files:
             problems.append("not every instance was stored exactly once")
+        if fault_rate and not injected:
+            problems.append("the emulator injected no fault")
         say(
             f"{'FAILED: ' + '; '.join(problems) if problems else 'passed'} ({time.monotonic() - started:.0f} s in all; "
             f"logs in {logs})"
@@ -375,8 +383,9 @@ def main() -> int:
         '"quarantine": "s3://quarantine/"}',
         help="the run's conf (JSON; {bucket} and {prefix} name the uploaded batch)",
     )
+    parser.add_argument("--fault-rate", type=float, default=0.0, help="share of requests answered 503/500/429")
     args = parser.parse_args()
-    return run(args.dag, args.patients, args.conf)
+    return run(args.dag, args.patients, args.conf, args.fault_rate)
 
 
 if __name__ == "__main__":
