@@ -6,8 +6,8 @@ several megabytes had been freed, the emulator's large request buffers came from
 sustained load its resident memory grew by a quarter in five minutes while Python's own allocations (tracemalloc)
 stayed flat, and malloc_trim(3) did not give it back. A threshold set explicitly turns that adjustment off
 (mallopt(3)). At 4 MiB the buffers of a request's pieces (up to a few hundred KiB) still come from the heap, and
-only rare larger blocks are mapped: memory stays flat at a cost of about a fifth of the emulator's time on 5 MB
-instances and none measurable on 40 KB ones (see docs/reliability.md); at glibc's 128 KiB every piece received
+only rare larger blocks are mapped: memory stays flat at a cost of at most about a fifth of the emulator's time on
+5 MB instances and none measurable on 40 KB ones (see docs/reliability.md); at glibc's 128 KiB every piece received
 would be mapped and unmapped, which cost the 5 MB ingest more than half its speed.
 """
 
