@@ -35,6 +35,7 @@ import requests
 from airflow_hi_stow.local_airflow import AWS_CONN_ID, KEY_CONN_ID, POOL, POOL_SLOTS
 from airflow_hi_stow.samples import generate_dataset
 from airflow_hi_stow.testing import RunningEmulator, start_emulator
+from tests.support.emulator_faults import error_faults
 from tests.support.orthanc import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -260,8 +261,8 @@ def run(dag_id: str, patients: int, conf_template: str, fault_rate: float = 0.0)
         database = stack.enter_context(postgres(scratch))
         broker = stack.enter_context(redis())
         s3_url = stack.enter_context(moto_s3())
-        faults = ["--fail-rate", str(fault_rate), "--fail-status", "503,500,429", "--retry-after", "0"]
-        emulator = stack.enter_context(start_emulator(scratch / "emulator", extra_args=faults if fault_rate else ()))
+        faults = error_faults(fault_rate) if fault_rate else []
+        emulator = stack.enter_context(start_emulator(scratch / "emulator", extra_args=faults))
         sample = generate_dataset(
             scratch / "dicom",
             patients=patients,

@@ -28,10 +28,11 @@ from airflow_hi_stow.testing import start_emulator
 from airflow_hi_stow.transport.auth import SigV4StowAuth
 from airflow_hi_stow.transport.client import StowClient
 from airflow_hi_stow.transport.retry import RetryPolicy
+from tests.support.emulator_faults import INJECTED_STATUSES, error_faults
 from tests.support.tiny_dicom import write_tiny_instances
 
 ROOT = Path(__file__).resolve().parents[2]
-INJECTED = {429, 500, 503}
+INJECTED = set(INJECTED_STATUSES)
 RETRY = RetryPolicy(max_attempts=10, base_delay=0.1, max_delay=2.0)
 
 
@@ -81,10 +82,11 @@ def run_load_test(root: Path, tasks: int, minutes: float, instances: int, fault_
         folder = root / "in" / str(number)
         write_tiny_instances(folder, instances, studies=max(1, instances // 100), seed=number + 1)
         folders.append(str(folder))
-    faults = ["--fail-rate", str(fault_rate), "--fail-status", "503,500,429", "--retry-after", "0"]
     context = multiprocessing.get_context("spawn")
     results = context.Queue()
-    with start_emulator(root / "emulator", session_token="load-test-token", extra_args=faults) as emulator:
+    with start_emulator(
+        root / "emulator", session_token="load-test-token", extra_args=error_faults(fault_rate)
+    ) as emulator:
         credentials = (emulator.access_key, emulator.secret_key, "load-test-token")
         started = time.time()
         until = started + minutes * 60
