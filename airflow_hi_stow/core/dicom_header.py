@@ -145,6 +145,22 @@ def _data_set(
     explicit_header, implicit_header, length_at = _EXPLICIT.unpack_from, _IMPLICIT.unpack_from, _LENGTH.unpack_from
     short_vrs, long_vrs = _SHORT_LENGTH_VRS, _LONG_LENGTH_VRS
     while position < end:
+        if explicit:
+            # Most elements before the identifiers have a short VR: walk runs of them with the fewest steps. An
+            # element this loop does not take (long VR, out of order, past the stop, an item) is read below.
+            while position + 8 <= end:
+                group, element, vr, length = explicit_header(data, position)
+                tag = group << 16 | element
+                if tag <= previous or tag > stop or vr not in short_vrs:
+                    break
+                previous = tag
+                if tag in wanted:
+                    if position + 8 + length > end:
+                        raise _Unreadable
+                    found[tag] = data[position + 8 : position + 8 + length]
+                position += 8 + length
+            if position >= end:
+                break
         if position + 8 > end:
             raise _Unreadable
         if explicit:
@@ -174,8 +190,8 @@ def _data_set(
         if tag in wanted:
             found[tag] = data[value_at : value_at + length]
         position = value_at + length
-    if not complete:
-        raise _Unreadable  # the bytes ended before the stop tag: more of the file is needed
+    if position > end or not complete:
+        raise _Unreadable  # the bytes ended before the stop tag, or within a value: more of the file is needed
     return True
 
 

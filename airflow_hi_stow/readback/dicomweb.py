@@ -50,7 +50,7 @@ def retrieve_instances(
     def get(url: str) -> RetrievedInstance:
         try:
             response = session.get(
-                url, headers={"Accept": ORIGINAL_TRANSFER_SYNTAX}, auth=auth, **settings.request_options()
+                url, headers={"Accept": ORIGINAL_TRANSFER_SYNTAX}, auth=auth, **settings.request_options(url)
             )
         except requests.RequestException as exc:
             return RetrievedInstance(url, None, f"connection problem ({type(exc).__name__})")

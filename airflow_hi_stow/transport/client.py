@@ -129,6 +129,7 @@ class StowClient:
         self.auth = auth
         self.http = http or HttpSettings()
         self.session = new_session(self.http)
+        self.request_options = self.http.request_options(self.base_url)
         self.retry = retry or RetryPolicy()
         self.single_part = single_part
         """Send a lone instance as ``application/dicom`` (unless the server refused that form once, with 415)."""
@@ -208,7 +209,7 @@ class StowClient:
         """POST with retries: every attempt re-signs and re-reads the files from the start. ``retries`` counts the
         re-sends by the cause of the attempt before (see :func:`~airflow_hi_stow.transport.retry.retry_cause`)."""
         headers = {"Accept": DICOM_JSON_MEDIA_TYPE, "Content-Type": body.content_type, **self.headers}
-        options = self.http.request_options()
+        options = self.request_options
         started = time.monotonic()
         retries: Counter[RetryCause] = Counter()
         attempts = failures = 0

@@ -74,12 +74,14 @@ class HttpSettings:
     def timeout(self) -> tuple[float, float]:
         return (self.connect_timeout, self.read_timeout)
 
-    def request_options(self) -> dict[str, Any]:
-        """Per-request keyword arguments, so that ``REQUESTS_CA_BUNDLE`` or environment proxies cannot override
-        what the connection says (requests lets them override the session's own settings)."""
+    def request_options(self, url: str) -> dict[str, Any]:
+        """Keyword arguments for the requests to ``url``'s server, as botocore chooses them: the connection's
+        proxies, else the environment's unless ``NO_PROXY`` names the host. Resolved once per caller: the session
+        does not read the environment (requests would scan it again for every request)."""
         options: dict[str, Any] = {"verify": self.verify, "timeout": self.timeout}
-        if self.proxies:
-            options["proxies"] = dict(self.proxies)
+        proxies = dict(self.proxies) or requests.utils.get_environ_proxies(url)
+        if proxies:
+            options["proxies"] = proxies
         return options
 
 
@@ -139,10 +141,11 @@ def _proxy_ssl_context(proxies_config: Mapping[str, Any]) -> ssl.SSLContext | No
 
 def new_session(settings: HttpSettings | None = None) -> requests.Session:
     """A session with a pool of ``settings.max_connections`` keep-alive connections and no retries of its own
-    (the client retries, re-signing and re-reading the files). Pass ``settings.request_options()`` with each
-    request."""
+    (the client retries, re-signing and re-reading the files). It ignores the environment (``REQUESTS_CA_BUNDLE``,
+    proxies, ``.netrc``): pass ``settings.request_options(url)`` with each request."""
     settings = settings or HttpSettings()
     session = requests.Session()
+    session.trust_env = False
     adapter = _ProxyAdapter(settings.proxies_config, settings.max_connections)
     session.mount("https://", adapter)
     session.mount("http://", adapter)

@@ -88,6 +88,7 @@ def test_explicit_vr_reads_the_wanted_values() -> None:
         (p10(element(8, 0x18, b"UI", b"1.2\0") + element(8, 0x16, b"UI", b"1.2\0")), True),  # out of order
         (p10(element(8, 0x18, b"UI", b"1.2\0")), False),  # the bytes end before the stop tag
         (p10(element(8, 0x18, b"UI", b"1.2\0"))[:-2], True),  # a value cut short
+        (p10(element(8, 0x18, b"UI", b"1.2\0") + element(8, 0x20, b"DA", b"20261201")[:-2]), True),  # unwanted too
     ],
 )
 def test_declines_what_it_cannot_read_exactly(data: bytes, complete: bool) -> None:
