@@ -135,6 +135,29 @@ def engine(mode: str, records: bool = False) -> Callable[[Workload, Sink, Path],
     return contender
 
 
+def engine_in_process(records: bool) -> Callable[[Workload, Sink, Path], Measure]:
+    """The engine timed inside a running process (bench/engine_in_process.py), as the Airflow classes run it in a
+    task that has imported the providers already: with ``records``, a manifest and a resume ledger
+    (StoreDicomOperator), else none (the hooks' ``store_instances``)."""
+
+    def contender(workload: Workload, sink: Sink, work: Path) -> Measure:
+        kept = work / "records"
+        shutil.rmtree(kept, ignore_errors=True)
+        command = [sys.executable, str(BENCH / "engine_in_process.py"), sink.url, str(workload.root)]
+        command += [str(kept) if records else "-", str(workload.per_request), str(workload.connections)]
+        measure, text = run(command, sink, work / "in-process.out")
+        shutil.rmtree(kept, ignore_errors=True)
+        if measure.error is None:
+            reported = json.loads(text.strip().splitlines()[-1])
+            measure.seconds, measure.cpu = reported["seconds"], reported["cpu"]
+            unstored = sum(count for outcome, count in reported["counts"].items() if outcome != "stored")
+            if unstored:
+                measure.error = f"{unstored} file(s) not stored: {reported['counts']}"
+        return measure
+
+    return contender
+
+
 def _curl_config(target: Path, url: str, requests: list[tuple[Path, int, str]]) -> None:
     """One request per (file, length, content type), all over one connection."""
     lines = []
@@ -293,6 +316,10 @@ def main() -> None:
             "hi-stow store, streaming, with a manifest and a resume ledger (as the operator)": engine(
                 "streaming", records=True
             ),
+            "the engine in a running process, no records (the hooks' store_instances)": engine_in_process(False),
+            "the engine in a running process, with a manifest and a resume ledger (StoreDicomOperator)": (
+                engine_in_process(True)
+            ),
             PEER: dicomweb_client(chunk_size=1 << 40),
         }
         default_peer = dicomweb_client(0)(Workload("default", work / "small", small[:50], 50, []), sink, work)
@@ -323,7 +350,10 @@ def main() -> None:
             "Instance UID read and answered in a Store Instances Response; nothing stored), on loopback, "
             f"interleaved in each of {repeats} round(s); medians with the range in brackets. "
             "`hi-stow store` is timed as a whole process (start-up, listing, headers, sending); client CPU is "
-            "the client process's user + system time, peak RSS its VmHWM. The ceiling is curl sending "
+            "the client process's user + system time, peak RSS its VmHWM. The engine in a running process is "
+            "timed from the client's construction to the end of the import, as the operator and the hooks run "
+            "it in a task that has imported botocore and requests already (bench/engine_in_process.py; its CPU "
+            "is the process's over the same span). The ceiling is curl sending "
             "pre-built multipart bodies of the same files over one connection (what the sink can take). "
             f"SHA-256 on this machine: {sha_rate:.2f} s/GB ({1 / sha_rate:.2f} GB/s, one core). Versions: "
             f"{_versions()}. {shared}",

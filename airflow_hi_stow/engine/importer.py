@@ -127,13 +127,17 @@ class _Run:
         """Results of inputs that are not sent (rejected, or resumed): they leave the progress's work to do."""
         with self.lock:
             for result in results:
-                self._add(result, {"resumed": True} if resumed else {}, resumed=resumed)
+                self._add(result, resumed=resumed)
                 self.progress.exclude(1, result.size or 0)
 
-    def _add(self, result: InstanceResult, extra: dict[str, Any], *, resumed: bool = False) -> None:
+    def _add(self, result: InstanceResult, *, resumed: bool = False, entry: LedgerEntry | None = None) -> None:
+        """Count a result and spool its manifest line (a confirmed one's is its ``entry``'s ledger line)."""
         self.tally.add(result, resumed=resumed)
         if self.spool is not None:
-            self.spool.write(result, **extra)
+            if entry is not None:
+                self.spool.write_line(entry.line)
+            else:
+                self.spool.write(result, **({"resumed": True} if resumed else {}))
         if self.collect is not None:
             self.collect.results.append(result)
 
@@ -143,9 +147,10 @@ class _Run:
         with self.lock:
             for result in outcome.instances:
                 fingerprint = sent_fingerprint(files[result.source]) if result.outcome.is_stored else None
-                self._add(result, {"fingerprint": fingerprint} if fingerprint else {})
-                if fingerprint:
-                    confirmed.append(LedgerEntry(result, fingerprint))
+                entry = LedgerEntry(result, fingerprint) if fingerprint else None
+                self._add(result, entry=entry)
+                if entry is not None:
+                    confirmed.append(entry)
             for record in outcome.requests:
                 self.tally.add_request(record)
                 if self.collect is not None:

@@ -13,6 +13,7 @@ import json
 import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, BinaryIO, cast
 
 from airflow_hi_stow.core.results import InstanceResult, Outcome
@@ -26,6 +27,16 @@ MANIFEST = "manifest.jsonl"
 class LedgerEntry:
     result: InstanceResult
     fingerprint: str
+
+    @cached_property
+    def line(self) -> str:
+        """The entry's JSON line, which is also the result's line in the manifest."""
+        return result_line(self.result, fingerprint=self.fingerprint)
+
+
+def result_line(result: InstanceResult, **extra: Any) -> str:
+    """A result as one JSON line of the manifest or the ledger (without its newline)."""
+    return json.dumps({**result.to_dict(), **extra}, separators=(",", ":"))
 
 
 def result_from_dict(data: dict[str, Any]) -> InstanceResult:
@@ -56,10 +67,7 @@ class Ledger:
         return entries
 
     def record(self, entries: Iterable[LedgerEntry]) -> None:
-        lines = [
-            json.dumps({**entry.result.to_dict(), "fingerprint": entry.fingerprint}, separators=(",", ":"))
-            for entry in entries
-        ]
+        lines = [entry.line for entry in entries]
         if lines:
             self.location.append_lines(LEDGER, lines)
 
@@ -71,7 +79,11 @@ class ManifestSpool:
         self._file = cast(BinaryIO, tempfile.TemporaryFile(prefix="hi-stow-manifest-"))  # noqa: SIM115 (see close())
 
     def write(self, result: InstanceResult, **extra: Any) -> None:
-        self._file.write(json.dumps({**result.to_dict(), **extra}, separators=(",", ":")).encode() + b"\n")
+        self.write_line(result_line(result, **extra))
+
+    def write_line(self, line: str) -> None:
+        """Spool a line made by :func:`result_line` (a ledger entry's own, for a confirmed instance)."""
+        self._file.write(line.encode() + b"\n")
 
     def publish(self, location: Location) -> str:
         """Store the manifest at ``location``; returns its URI."""
