@@ -5,7 +5,7 @@ Workloads: 10,000 instances of 40 KB, 200 of 5 MB, one of ~0.9 GB (multi-frame).
 (``hi-stow store``, the whole process) in each payload signing mode; ``curl --aws-sigv4`` sending the same bytes,
 one request per file and as pre-built multipart bodies over one connection (the ceiling: no reading of headers,
 no hashing, no Python); dicomweb-client with requests-aws4auth, installed in build/peers-venv. Also the SHA-256
-rate of this machine, which bounds the sha256 and aws-chunked modes and the ledger's fingerprints.
+rate of this machine, which bounds the sha256 and aws-chunked modes.
 
     python bench/throughput.py [--quick] [--repeats N]
 """

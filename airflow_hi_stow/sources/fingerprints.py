@@ -1,35 +1,42 @@
 """What identifies the content of a source file in the resume ledger, obtained without an extra read when sending.
 
-- A local file is hashed (SHA-256) while its bytes stream into the request body, so the digest of what was
-  stored costs no extra read. On resume, a file named in the ledger is hashed again (a local read, only for those
-  files) and skipped only if the digest still matches.
+- A local file is hashed while its bytes stream into the request body, so the digest of what was stored costs no
+  extra read. On resume, a file named in the ledger is hashed again (a local read, only for those files) and
+  skipped only if the digest still matches. The digest is XXH3's 128 bits (the ``xxhash`` package): it tells
+  whether a file's bytes changed between tries, and runs at memory speed (0.04 s/GB here, where SHA-256 takes
+  1.0 s/GB, longer than sending the bytes). It does not resist a forger, who would need write access to the source
+  files and could change them before the first try anyway; the request body's integrity is SigV4's and TLS's
+  (and the sha256 payload mode's) concern.
 - An S3 object is identified by its ETag, which changes whenever the object is rewritten; every GET asks for that
   ETag (``IfMatch``), so what was sent is exactly the listed version. Resuming costs no read at all.
 """
 
 from __future__ import annotations
 
-import hashlib
 import io
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, cast
+
+import xxhash
 
 from airflow_hi_stow.sources.instances import InstanceFile, LocalFile
 from airflow_hi_stow.sources.s3 import S3Object
 
 _READ_SIZE = 1024 * 1024
+DIGEST = "xxh3-128"
+"""How a local file's fingerprint names its digest (``xxh3-128:<32 hex digits>``)."""
 
 
 @dataclass(frozen=True)
 class HashingLocalFile(LocalFile):
-    """A local file that hashes its bytes as they are read; ``sent_sha256`` is the digest of the last read that
+    """A local file that hashes its bytes as they are read; ``sent_digest`` is the digest of the last read that
     reached the end of the file."""
 
     _sent: dict[str, str] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
-    def sent_sha256(self) -> str | None:
-        return self._sent.get("sha256")
+    def sent_digest(self) -> str | None:
+        return self._sent.get(DIGEST)
 
     def open(self) -> BinaryIO:
         return cast(BinaryIO, _HashingReader(self.path.open("rb", buffering=0), self._sent, self.size))
@@ -44,7 +51,7 @@ class _HashingReader(io.RawIOBase):
         self.raw = raw
         self.sent = sent
         self.size = size
-        self.digest = hashlib.sha256()
+        self.digest = xxhash.xxh3_128()
         self.count = 0
 
     def readable(self) -> bool:
@@ -68,7 +75,7 @@ class _HashingReader(io.RawIOBase):
             self.digest.update(data)
             self.count += len(data)
         if asked and (asked < 0 or len(data) < asked) and self.count == self.size:
-            self.sent["sha256"] = self.digest.hexdigest()
+            self.sent[DIGEST] = self.digest.hexdigest()
 
     def close(self) -> None:
         if not self.closed:
@@ -80,8 +87,8 @@ def sent_fingerprint(file: InstanceFile) -> str | None:
     """The identity of the content that was read for sending, or None when it is not known."""
     if isinstance(file, S3Object):
         return f"etag:{file.etag}"
-    if isinstance(file, HashingLocalFile) and file.sent_sha256:
-        return f"sha256:{file.sent_sha256}"
+    if isinstance(file, HashingLocalFile) and file.sent_digest:
+        return f"{DIGEST}:{file.sent_digest}"
     return None
 
 
@@ -91,11 +98,11 @@ def current_fingerprint(file: InstanceFile) -> str | None:
         return f"etag:{file.etag}"
     if not isinstance(file, HashingLocalFile):
         return None
-    digest = hashlib.sha256()
+    digest = xxhash.xxh3_128()
     try:
         with file.path.open("rb") as stream:
             while block := stream.read(_READ_SIZE):
                 digest.update(block)
     except OSError:
         return None
-    return f"sha256:{digest.hexdigest()}"
+    return f"{DIGEST}:{digest.hexdigest()}"

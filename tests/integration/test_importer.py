@@ -92,7 +92,7 @@ def test_a_directory_of_studies_is_stored_with_summary_manifest_and_ledger(
     assert len(orthanc.instance_ids()) == files
     ledger = [json.loads(line) for line in location.read_lines("ledger")]
     assert len(ledger) == files
-    assert all(entry["fingerprint"].startswith("sha256:") for entry in ledger)
+    assert all(entry["fingerprint"].startswith("xxh3-128:") for entry in ledger)
     assert len(list(location.read_lines("tries"))) == 1
     messages = [record.getMessage() for record in caplog.records]
     assert any(m.startswith("sending ") for m in messages)

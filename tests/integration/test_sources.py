@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import xxhash
 from pydicom import dcmread
 
 from airflow_hi_stow.core.results import InstanceResult, Outcome
@@ -207,7 +208,7 @@ def test_local_files_are_hashed_as_they_stream(sample: SampleSet) -> None:
         stream.read(100)  # an attempt cut short hashes nothing
     assert sent_fingerprint(file) is None
     assert b"".join(read_blocks(file, block_size=1000)) == path.read_bytes()
-    digest = f"sha256:{hashlib.sha256(path.read_bytes()).hexdigest()}"
+    digest = f"xxh3-128:{xxhash.xxh3_128(path.read_bytes()).hexdigest()}"
     assert sent_fingerprint(file) == digest
     assert current_fingerprint(file) == digest
     path.write_bytes(path.read_bytes()[:-1] + b"\x01")  # same size, other content
@@ -224,7 +225,7 @@ def test_the_sha256_pass_takes_the_files_digests_and_sending_reads_them_once(sam
     files = [HashingLocalFile.at(path) for path in paths]
     body = MultipartBody(files)
     assert body.sha256 == hashlib.sha256(b"".join(body)).hexdigest()
-    digests = [f"sha256:{hashlib.sha256(data).hexdigest()}" for data in originals]
+    digests = [f"xxh3-128:{xxhash.xxh3_128(data).hexdigest()}" for data in originals]
     assert [sent_fingerprint(file) for file in files] == digests
     paths[0].write_bytes(originals[0][:-1] + b"\x01")  # same size, other content, after the hash pass
     sent = b"".join(body)
@@ -335,20 +336,20 @@ def test_ledger_round_trip_keeps_only_stored_entries(tmp_path: Path) -> None:
     ledger = Ledger(location)
     stored = InstanceResult("/a.dcm", Outcome.STORED, size=3, sop_instance_uid="1.2.3", retrieve_url="http://x")
     warned = InstanceResult("/b.dcm", Outcome.STORED_WITH_WARNING, size=4, reason_code=0xB000, reason="B000 (x)")
-    ledger.record([LedgerEntry(stored, "sha256:aa"), LedgerEntry(warned, "etag:bb")])
-    ledger.record([LedgerEntry(InstanceResult("/c.dcm", Outcome.FAILED), "sha256:cc")])
+    ledger.record([LedgerEntry(stored, "xxh3-128:aa"), LedgerEntry(warned, "etag:bb")])
+    ledger.record([LedgerEntry(InstanceResult("/c.dcm", Outcome.FAILED), "xxh3-128:cc")])
     location.append_lines("ledger", ["{not json", '{"source": "/d.dcm"}'])
     loaded = Ledger(LocalLocation(tmp_path)).load()
-    assert loaded == {"/a.dcm": LedgerEntry(stored, "sha256:aa"), "/b.dcm": LedgerEntry(warned, "etag:bb")}
+    assert loaded == {"/a.dcm": LedgerEntry(stored, "xxh3-128:aa"), "/b.dcm": LedgerEntry(warned, "etag:bb")}
 
 
 def test_manifest_spool_publishes_one_line_per_result(tmp_path: Path) -> None:
     spool = ManifestSpool()
     results = [InstanceResult(f"/{n}.dcm", Outcome.STORED, size=n) for n in range(3)]
     for item in results:
-        spool.write(item, fingerprint="sha256:00")
+        spool.write(item, fingerprint="xxh3-128:00")
     uri = spool.publish(LocalLocation(tmp_path / "out"))
     spool.close()
     assert uri == str(tmp_path / "out" / "manifest.jsonl")
     assert list(read_manifest(Path(uri).read_text().splitlines())) == results
-    assert '"fingerprint":"sha256:00"' in Path(uri).read_text()
+    assert '"fingerprint":"xxh3-128:00"' in Path(uri).read_text()
