@@ -108,7 +108,7 @@ def import_section(work: Path, files: int) -> str:
         f"{count} generated CT/MR instances ({size / 1e6:.0f} MB, {patients} studies of 100) imported by "
         "`run_import` from a local directory into a fresh emulator (SigV4 verified, every part parsed and indexed), "
         "both on this machine: the emulator, not the client, is the bottleneck here, and the client and the "
-        "emulator share the cores. Client CPU is the engine's process time (headers, SHA-256 while streaming, "
+        "emulator share the cores. Client CPU is the engine's process time (headers, the files' XXH3 digests while streaming, "
         "signing, HTTP).\n\n" + "\n".join(rows)
     )
 
