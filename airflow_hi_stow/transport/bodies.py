@@ -58,11 +58,13 @@ def read_blocks(file: InstanceFile, block_size: int = READ_SIZE, *, rehash: bool
     try:
         stream = file.open_unhashed() if not rehash and isinstance(file, HashingLocalFile) else file.open()
         with stream:
-            while block := stream.read(min(block_size, file.size - total + 1)):
+            while block := stream.read(asked := min(block_size, file.size - total + 1)):
                 total += len(block)
                 if total > file.size:
                     break
                 yield block
+                if total == file.size and len(block) < asked:
+                    break  # the read asked for one byte more than was left and met the end
     except OSError as exc:
         raise SourceError(file.name, f"cannot read the file ({exc.strerror or type(exc).__name__})") from None
     if total != file.size:
