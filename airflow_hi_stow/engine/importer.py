@@ -241,8 +241,9 @@ def run_import(
                     run.settle([rejection])
                 elif (earlier := _confirmed_earlier(instance, confirmed)) is not None:
                     run.settle([earlier], resumed=True)
-                elif (batch := batches.add(instance)) is not None:
-                    sender.submit(batch)
+                else:
+                    for batch in batches.add(instance):
+                        sender.submit(batch)
             for batch in batches.flush():
                 sender.submit(batch)
             if location is not None:

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import pytest
 
 from airflow_hi_stow.core import status_codes
-from airflow_hi_stow.core.batching import plan_batches
+from airflow_hi_stow.core.batching import BatchBuilder, plan_batches
 from airflow_hi_stow.core.uids import is_valid_uid, matches_healthimaging_pattern
 from airflow_hi_stow.transport.errors import describe_sources, error_reason, redact
 from airflow_hi_stow.transport.retry import RetryPolicy, parse_retry_after
@@ -87,6 +87,28 @@ def test_batches_respect_bytes_count_and_groups() -> None:
 def test_batches_without_groups_keep_order() -> None:
     batches = plan_batches(range(7), lambda _: 1, max_bytes=10, max_instances=3)
     assert batches == [[0, 1, 2], [3, 4, 5], [6]]
+
+
+def test_a_study_the_walk_has_moved_past_is_sent_before_the_end() -> None:
+    """Studies listed one after the other: each study's last, partial batch closes once max_instances items of
+    other studies followed it, not at the flush."""
+    builder: BatchBuilder[tuple[str, int]] = BatchBuilder(lambda _: 1, max_instances=3, group=lambda item: item[0])
+    closed_by = {}
+    items = [(study, number) for study in ("a", "b", "c") for number in range(4)]
+    for position, item in enumerate(items):
+        for batch in builder.add(item):
+            closed_by[tuple(batch)] = position
+    leftover = builder.flush()
+    assert closed_by[(("a", 3),)] <= items.index(("a", 3)) + 2 * 3
+    assert closed_by[(("b", 3),)] <= items.index(("b", 3)) + 2 * 3
+    assert leftover == [[("c", 3)]]
+    assert builder.count == 6
+
+
+def test_interleaved_studies_still_fill_their_batches() -> None:
+    items = [(study, number) for number in range(6) for study in ("a", "b", "c")]
+    batches = plan_batches(items, lambda _: 1, max_bytes=100, max_instances=3, group=lambda item: item[0])
+    assert sorted(len(batch) for batch in batches) == [3] * 6
 
 
 def test_backoff_grows_is_jittered_and_capped() -> None:
