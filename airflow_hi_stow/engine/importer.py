@@ -21,6 +21,7 @@ from airflow_hi_stow.core.progress import Progress
 from airflow_hi_stow.core.results import InstanceResult, Outcome, RequestRecord, StoreResult
 from airflow_hi_stow.core.summary import ImportTally
 from airflow_hi_stow.engine.checks import InstanceChecks
+from airflow_hi_stow.engine.kept_content import KeptContent
 from airflow_hi_stow.engine.ledger import Ledger, LedgerEntry, ManifestSpool
 from airflow_hi_stow.engine.throttle import AdaptiveGate
 from airflow_hi_stow.sources.fingerprints import current_fingerprint, sent_fingerprint
@@ -122,6 +123,7 @@ class _Run:
         self.lock = threading.Lock()
         self.progress = Progress(0, 0, time.monotonic())
         self.first_error: StowError | None = None
+        self.kept = KeptContent()
 
     def settle(self, results: Iterable[InstanceResult], *, resumed: bool = False) -> None:
         """Results of inputs that are not sent (rejected, or resumed): they leave the progress's work to do."""
@@ -231,25 +233,23 @@ def run_import(
             group=lambda instance: instance.study_instance_uid,
         )
         if location is not None:
-            # Nothing is sent before the records location is known to take writes (Unwritable names it): the
-            # try record itself is written once every header is read, when sending is well under way.
-            location.append_lines(TRIES, [])
-        # Headers are read, checked and batched while the first batches are already being sent.
+            # Written before anything is sent, so that every try that sent something has its record (a try killed
+            # mid-way too), and nothing is sent before the records location is known to take writes.
+            location.append_lines(TRIES, [_try_record(started_at, inputs, len(confirmed))])
+        # Headers are read, checked and batched while the first batches are being sent, a few batches ahead.
         with _Sender(client, gate, run, settings) as sender:
             for instance in _read_headers(files, settings.header_threads, run):
                 if (rejection := checks.rejection(instance)) is not None:
+                    run.kept.release([instance])
                     run.settle([rejection])
                 elif (earlier := _confirmed_earlier(instance, confirmed)) is not None:
+                    run.kept.release([instance])
                     run.settle([earlier], resumed=True)
                 else:
                     for batch in batches.add(instance):
                         sender.submit(batch)
             for batch in batches.flush():
                 sender.submit(batch)
-            if location is not None:
-                location.append_lines(
-                    TRIES, [_try_record(started_at, inputs, run.tally.resumed, sender.instances, batches.count)]
-                )
             _log_plan(log, run, sender, batches.count, settings)
         extra = image_sets(run.tally.studies) if image_sets is not None and run.tally.studies else {}
     finally:
@@ -298,7 +298,7 @@ def _read_headers(files: Sequence[InstanceFile], threads: int, run: _Run) -> Ite
 
     def read(file: InstanceFile) -> DicomInstance | InstanceResult:
         try:
-            return read_instance(file)
+            return run.kept.keep(read_instance(file, with_content=True))
         except InvalidInstance as exc:
             return InstanceResult(exc.source, Outcome.REJECTED, size=file.size, reason=exc.reason)
 
@@ -325,7 +325,7 @@ def _confirmed_earlier(instance: DicomInstance, confirmed: dict[str, LedgerEntry
     entry = confirmed.get(instance.name)
     if entry is None or entry.result.sop_instance_uid != instance.sop_instance_uid:
         return None
-    if entry.result.size != instance.size or current_fingerprint(instance.file) != entry.fingerprint:
+    if entry.result.size != instance.size or current_fingerprint(instance.file, instance.content) != entry.fingerprint:
         return None
     return entry.result
 
@@ -347,16 +347,8 @@ def _log_plan(log: Log, run: _Run, sender: _Sender, requests: int, settings: Imp
         )
 
 
-def _try_record(started: datetime, files: int, resumed: int, to_send: int, requests: int) -> str:
-    return json.dumps(
-        {
-            "started": started.isoformat(timespec="seconds"),
-            "files": files,
-            "resumed": resumed,
-            "to_send": to_send,
-            "requests": requests,
-        }
-    )
+def _try_record(started: datetime, files: int, in_ledger: int) -> str:
+    return json.dumps({"started": started.isoformat(timespec="seconds"), "files": files, "in_ledger": in_ledger})
 
 
 class _Sender:
@@ -374,6 +366,9 @@ class _Sender:
         self.aborted: list[str] = []
         self.futures: list[Future[None]] = []
         self.pool = ThreadPoolExecutor(settings.max_connections, thread_name_prefix="hi-stow-send")
+        self.slots = threading.Semaphore(2 * settings.max_connections)
+        """Batches submitted and not yet done: the header reader waits when as many wait as are being sent, so
+        that the content it keeps (see KeptContent) is sent soon after it was read."""
         self.stop = threading.Event()
         self.reporter = threading.Thread(target=self._report_progress, name="hi-stow-progress", daemon=True)
 
@@ -384,7 +379,10 @@ class _Sender:
     def submit(self, batch: Sequence[DicomInstance]) -> None:
         self.instances += len(batch)
         self.bytes += sum(instance.size for instance in batch)
-        self.futures.append(self.pool.submit(self._send, batch))
+        self.slots.acquire()
+        future = self.pool.submit(self._send, batch)
+        future.add_done_callback(lambda _: self.slots.release())
+        self.futures.append(future)
 
     def __exit__(self, kind: type[BaseException] | None, value: BaseException | None, traceback: Any) -> None:
         try:
@@ -404,6 +402,7 @@ class _Sender:
         run, settings = self.run, self.settings
         study = settings.study_instance_uid or (batch[0].study_instance_uid if settings.per_study else None)
         if self.aborted:
+            run.kept.release(batch)
             run.settle_batch(batch, failed_batch(batch, StowError(f"not sent: {self.aborted[0]}")))
             return
         self.gate.acquire()
@@ -424,6 +423,7 @@ class _Sender:
             outcome = failed_batch(batch, StowError(f"unexpected error ({type(exc).__name__})"))
         finally:
             self.gate.release(answered=answered)
+            run.kept.release(batch)
         run.settle_batch(batch, outcome)
 
     def _report_progress(self) -> None:

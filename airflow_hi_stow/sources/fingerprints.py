@@ -45,6 +45,10 @@ class HashingLocalFile(LocalFile):
         """A plain stream of the file, for a read whose bytes an earlier read of the same request hashed."""
         return super().open()
 
+    def sending(self, content: bytes) -> None:
+        """``content``, the whole file read earlier, is being sent: it is what the digest stands for."""
+        self._sent[DIGEST] = xxhash.xxh3_128_hexdigest(content)
+
 
 class _HashingReader(io.RawIOBase):
     def __init__(self, raw: io.RawIOBase, sent: dict[str, str], size: int) -> None:
@@ -92,12 +96,15 @@ def sent_fingerprint(file: InstanceFile) -> str | None:
     return None
 
 
-def current_fingerprint(file: InstanceFile) -> str | None:
-    """The identity of the content as it is now (hashing a local file; free for S3); None when it is unknown."""
+def current_fingerprint(file: InstanceFile, content: bytes | None = None) -> str | None:
+    """The identity of the content as it is now (hashing a local file, or ``content`` when the whole file was just
+    read; free for S3); None when it is unknown."""
     if isinstance(file, S3Object):
         return f"etag:{file.etag}"
     if not isinstance(file, HashingLocalFile):
         return None
+    if content is not None:
+        return f"{DIGEST}:{xxhash.xxh3_128_hexdigest(content)}"
     digest = xxhash.xxh3_128()
     try:
         with file.path.open("rb") as stream:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import os
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, Protocol
 
@@ -163,6 +163,9 @@ class DicomInstance:
     study_instance_uid: str
     series_instance_uid: str
     transfer_syntax_uid: str
+    content: bytes | None = field(default=None, repr=False, compare=False)
+    """The whole file, when the header read took all of it (a file within one header block) and the reader keeps it
+    (see :class:`~airflow_hi_stow.engine.kept_content.KeptContent`): sending it then needs no second read."""
 
     @property
     def name(self) -> str:
@@ -185,10 +188,11 @@ def _past_header(tag: BaseTag, _vr: str | None, _length: int) -> bool:
     return int(tag) > SERIES_INSTANCE_UID
 
 
-def read_instance(file: InstanceFile) -> DicomInstance:
+def read_instance(file: InstanceFile, *, with_content: bool = False) -> DicomInstance:
     """Read the identifiers from a DICOM P10 file's header, in one bounded read of its first block in the common
     case (see :mod:`~airflow_hi_stow.core.dicom_header`), else with pydicom, fetching only the blocks up to
-    (0020,000E) that hold elements; raises InvalidInstance when it is not a DICOM P10 file."""
+    (0020,000E) that hold elements; raises InvalidInstance when it is not a DICOM P10 file. ``with_content``: a file
+    that fits in the first block comes with its ``content`` (the bytes read anyway)."""
     if file.size == 0:
         raise InvalidInstance(file.name, "empty file")
     try:
@@ -212,6 +216,7 @@ def read_instance(file: InstanceFile) -> DicomInstance:
         study_instance_uid=_required_uid(file.name, text(STUDY_INSTANCE_UID), "StudyInstanceUID", "(0020,000D)"),
         series_instance_uid=_required_uid(file.name, text(SERIES_INSTANCE_UID), "SeriesInstanceUID", "(0020,000E)"),
         transfer_syntax_uid=transfer_syntax,
+        content=head if with_content and len(head) == file.size else None,
     )
 
 

@@ -48,12 +48,20 @@ class Body(ABC):
         return digest.hexdigest()
 
 
-def read_blocks(file: InstanceFile, block_size: int = READ_SIZE, *, rehash: bool = True) -> Iterator[bytes]:
+def read_blocks(
+    file: InstanceFile, block_size: int = READ_SIZE, *, rehash: bool = True, content: bytes | None = None
+) -> Iterator[bytes]:
     """The file's bytes in blocks; fails with SourceError if it cannot be read or its size has changed.
 
     Each read asks for at most one byte more than the file should still hold, so a file read to its end takes one
     read per block (no extra read to meet the end), and a file that grew is noticed. ``rehash`` False: a local
-    file is read without hashing it (its digest was taken by an earlier read of the same body)."""
+    file is read without hashing it (its digest was taken by an earlier read of the same body). ``content``: the
+    whole file, read with its header, sent as it is (and hashed for the ledger) without reading the file again."""
+    if content is not None:
+        if rehash and isinstance(file, HashingLocalFile):
+            file.sending(content)
+        yield content
+        return
     total = 0
     try:
         stream = file.open_unhashed() if not rehash and isinstance(file, HashingLocalFile) else file.open()
@@ -76,14 +84,15 @@ class SinglePartBody(Body):
 
     content_type = multipart.DICOM_MEDIA_TYPE
 
-    def __init__(self, file: InstanceFile) -> None:
+    def __init__(self, file: InstanceFile, content: bytes | None = None) -> None:
         self.file = file
+        self.content = content
 
     def __len__(self) -> int:
         return self.file.size
 
     def __iter__(self) -> Iterator[bytes]:
-        return read_blocks(self.file, rehash=self.rehash)
+        return read_blocks(self.file, rehash=self.rehash, content=self.content)
 
 
 class MultipartBody(Body):
@@ -93,8 +102,10 @@ class MultipartBody(Body):
     is built, so no file can hold it but by a chance of about 2^-128 per position (the data is not searched for it,
     as urllib3 and curl do not: that search cost as much CPU as reading the files)."""
 
-    def __init__(self, files: Sequence[InstanceFile]) -> None:
+    def __init__(self, files: Sequence[InstanceFile], contents: Sequence[bytes | None] | None = None) -> None:
+        """``contents``: per file, its whole content when it was read already (see :func:`read_blocks`)."""
         self.files = list(files)
+        self.contents = list(contents) if contents is not None else [None] * len(self.files)
         self.boundary = multipart.new_boundary()
         self.content_type = multipart.multipart_content_type(self.boundary)
         self._length = multipart.multipart_length(self.boundary, [file.size for file in self.files])
@@ -105,9 +116,9 @@ class MultipartBody(Body):
     def __iter__(self) -> Iterator[bytes]:
         opening = multipart.part_opening(self.boundary)
         pending = bytearray()
-        for file in self.files:
+        for file, content in zip(self.files, self.contents, strict=True):
             pending += opening
-            for block in read_blocks(file, rehash=self.rehash):
+            for block in read_blocks(file, rehash=self.rehash, content=content):
                 if len(pending) + len(block) > READ_SIZE:
                     if pending:
                         yield bytes(pending)

@@ -197,12 +197,13 @@ class StowClient:
         names = [instance.name for instance in instances]
         url = self.studies_url(study_instance_uid)
         single = self.sends_single_part and len(instances) == 1
-        body: Body = SinglePartBody(instances[0].file) if single else MultipartBody([i.file for i in instances])
+        files, contents = [i.file for i in instances], [i.content for i in instances]
+        body: Body = SinglePartBody(files[0], contents[0]) if single else MultipartBody(files, contents)
         exchange = self._post(url, body, names, pacer)
         if exchange.response.status_code == 415 and single:
             log.info("the server refused single-part application/dicom (HTTP 415); sending multipart from now on")
             self._single_part_refused.set()
-            exchange = self._post(url, MultipartBody([instances[0].file]), names, pacer)
+            exchange = self._post(url, MultipartBody(files, contents), names, pacer)
         return self._interpret(exchange, instances)
 
     def _post(self, url: str, body: Body, names: Sequence[str], pacer: RetryPacer) -> _Exchange:

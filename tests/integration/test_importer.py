@@ -317,4 +317,4 @@ def test_the_cli_resumes_from_its_manifest_directory(
         assert cli.main([*args, "--endpoint-url", server.url]) == cli.EXIT_OK
         assert len(server.requests) == first  # everything was confirmed: nothing is sent again
     tries = (tmp_path / "records" / "tries.jsonl").read_text().splitlines()
-    assert [json.loads(line)["resumed"] for line in tries] == [0, len(sample.instances)]
+    assert [json.loads(line)["in_ledger"] for line in tries] == [0, len(sample.instances)]

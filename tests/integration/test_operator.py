@@ -275,8 +275,8 @@ def test_airflow_retries_a_failed_try_and_the_retry_sends_only_what_was_not_conf
     assert stats["instances"] == {"received": files, "stored": files, "failed": 0}  # none sent twice
     (records,) = location.glob(f"dag_id=hi_stow_test_store/run_id={run.run_id}/task_id=store/map_index=-1")
     first, second = (json.loads(line) for line in (records / "tries.jsonl").read_text().splitlines())
-    assert (first["resumed"], first["to_send"]) == (0, files)
-    assert (second["resumed"], second["to_send"], second["requests"]) == (files - batch, batch, 1)
+    assert (first["files"], first["in_ledger"]) == (files, 0)
+    assert (second["files"], second["in_ledger"]) == (files, files - batch)
 
 
 def mixed_input(sample: SampleSet) -> dict[str, Path]:

@@ -217,6 +217,33 @@ def test_local_files_are_hashed_as_they_stream(sample: SampleSet) -> None:
     assert current_fingerprint(file) is None
 
 
+def test_a_small_file_read_with_its_header_is_sent_from_that_read(sample: SampleSet, tmp_path: Path) -> None:
+    """With ``with_content`` a file within one header block comes with its bytes; the body sends them (and the
+    ledger digest is theirs) without opening the file again. A larger file, or a read without it, has none."""
+    paths = [instance.path for instance in sample.instances[:2]]
+    originals = [path.read_bytes() for path in paths]
+    assert all(len(data) <= HEADER_BLOCK for data in originals)
+    instances = [read_instance(HashingLocalFile.at(path), with_content=True) for path in paths]
+    assert [instance.content for instance in instances] == originals
+    assert read_instance(HashingLocalFile.at(paths[0])).content is None
+    assert "content" not in repr(instances[0])  # never the file's bytes in a log or an error
+    for path in paths:
+        path.unlink()  # nothing is read from disk any more
+    body = MultipartBody([i.file for i in instances], [i.content for i in instances])
+    sent = b"".join(body)
+    assert len(sent) == len(body)
+    assert all(data in sent for data in originals)
+    digests = [f"xxh3-128:{xxhash.xxh3_128(data).hexdigest()}" for data in originals]
+    assert [sent_fingerprint(i.file) for i in instances] == digests
+    assert [current_fingerprint(i.file, i.content) for i in instances] == digests
+    dataset = one_instance(tmp_path)
+    dataset.add_new(0x00091010, "OB", b"\0" * HEADER_BLOCK)
+    dataset.add_new(0x00090010, "LO", "HI-STOW TEST")
+    big = tmp_path / "big.dcm"
+    dataset.save_as(big, enforce_file_format=True)
+    assert read_instance(HashingLocalFile.at(big), with_content=True).content is None
+
+
 def test_the_sha256_pass_takes_the_files_digests_and_sending_reads_them_once(sample: SampleSet) -> None:
     """In the sha256 mode the body-hash pass is the one that hashes the files; the pass that sends the body reads
     them without hashing again (a file changed in between makes the body's hash wrong: the server refuses it)."""

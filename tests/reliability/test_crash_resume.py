@@ -192,7 +192,7 @@ def test_a_store_task_killed_again_and_again_stores_everything_once_resending_on
     # the records: a line per try that got as far as sending (killed earlier: none), a manifest of every file
     tried = parsed_lines(records / "tries.jsonl")
     assert 2 <= len(tried) <= len(tries.kill_points) + 1
-    assert (tried[-1]["resumed"], tried[-1]["to_send"]) == (summary["resumed"], len(files) - summary["resumed"])
+    assert (tried[-1]["files"], tried[-1]["in_ledger"]) == (len(files), summary["resumed"])
     manifest = list(read_manifest((records / "manifest.jsonl").read_text().splitlines()))
     assert sorted(item.source for item in manifest) == sorted(str(f.path) for f in files)
     assert all(item.outcome.is_stored for item in manifest)
