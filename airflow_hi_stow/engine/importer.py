@@ -32,6 +32,7 @@ from airflow_hi_stow.sources.instances import (
     header_workers,
     read_instance,
 )
+from airflow_hi_stow.sources.read_ahead import read_ahead
 from airflow_hi_stow.sources.resolve import resolve_sources
 from airflow_hi_stow.sources.s3 import S3Client
 from airflow_hi_stow.storage.locations import Location
@@ -303,12 +304,13 @@ def _read_headers(files: Sequence[InstanceFile], threads: int, run: _Run) -> Ite
             return InstanceResult(exc.source, Outcome.REJECTED, size=file.size, reason=exc.reason)
 
     workers = header_workers(files, threads)
-    with ThreadPoolExecutor(workers, thread_name_prefix="hi-stow-header") as pool:
-        for item in pool.map(read, files) if workers > 1 else map(read, files):
-            if isinstance(item, InstanceResult):
-                run.settle([item])
-            else:
-                yield item
+    # S3 objects are read in threads, a few per thread ahead of their turn (not all of them at once), so that the
+    # content kept with a header is sent soon after it was fetched.
+    for item in read_ahead(files, read, cost=lambda _: 0, threads=workers) if workers > 1 else map(read, files):
+        if isinstance(item, InstanceResult):
+            run.settle([item])
+        else:
+            yield item
 
 
 def _load_ledger(ledger: Ledger, log: Log) -> dict[str, LedgerEntry]:

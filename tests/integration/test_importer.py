@@ -23,6 +23,7 @@ from airflow_hi_stow.engine.importer import ImportSettings, run_import
 from airflow_hi_stow.engine.ledger import read_manifest
 from airflow_hi_stow.hooks.dicomweb import DicomWebStowHook
 from airflow_hi_stow.samples import SampleSet, generate_dataset
+from airflow_hi_stow.sources.instances import HEADER_BLOCK
 from airflow_hi_stow.storage.locations import LocalLocation, open_location
 from airflow_hi_stow.transport.client import StowClient
 from airflow_hi_stow.transport.retry import RetryPolicy
@@ -173,13 +174,19 @@ def test_an_s3_source_and_an_s3_manifest(orthanc: Orthanc, sample: SampleSet, mo
     uris = moto_s3.upload_tree(sample.root, "incoming")
     base = f"s3://{moto_s3.bucket}/manifests"
     location = open_location(base, ["dag_id=d", "run_id=r", "task_id=t", "map_index=-1"], moto_s3.client)
+    source_client = moto_s3.client()
+    gets: list[str] = []
+    source_client.meta.events.register("before-send.s3.GetObject", lambda request, **_: gets.append(request.url))
     summary = run_import(
         f"s3://{moto_s3.bucket}/incoming/",
         client=client_for(orthanc.dicomweb_url),
         location=location,
-        s3_client=moto_s3.client,
+        s3_client=lambda: source_client,
     )
     assert summary["counts"]["stored"] == len(uris)
+    # an object within one header block is fetched once: its header read is what is sent
+    sizes = [instance.path.stat().st_size for instance in sample.instances]
+    assert len(gets) == sum(1 if size <= HEADER_BLOCK else 2 for size in sizes)
     assert summary["manifest"] == f"{base}/dag_id=d/run_id=r/task_id=t/map_index=-1/manifest.jsonl"
     body = moto_s3.client().get_object(Bucket=moto_s3.bucket, Key=summary["manifest"].split("/", 3)[3])["Body"]
     assert {r.source for r in read_manifest(body.read().decode().splitlines())} == set(uris)
