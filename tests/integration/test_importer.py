@@ -239,6 +239,31 @@ def test_throttling_slows_the_sender_down(sample: SampleSet, tmp_path: Path) -> 
     assert summary["throttle_events"] >= 1
 
 
+def test_headers_are_read_only_a_few_batches_ahead_of_sending(sample: SampleSet) -> None:
+    """The header reader waits while twice max_connections batches are submitted and not done, so the content it
+    keeps is sent soon: when it has read the last header, all but the last two batches are at the server."""
+    received: list[int] = []
+
+    class Plan:
+        def info(self, msg: str, *args: Any) -> None:
+            if msg.startswith("sending "):
+                received.append(len(server.requests))
+
+        warning = exception = info
+
+    with replying_server(every_instance_stored) as server:
+        summary = run_import(
+            str(sample.root),
+            client=client_for(server.url),
+            settings=ImportSettings(max_batch_instances=1, max_connections=1),
+            log=Plan(),
+        )
+    files = len(sample.instances)
+    assert summary["counts"]["stored"] == files
+    (at_plan,) = received
+    assert at_plan >= files - 2
+
+
 def every_instance_stored(request: Recorded) -> Reply:
     """A Store Instances Response listing every part of the request as stored."""
     head = f"Content-Type: {request.headers['Content-Type']}\r\n\r\n".encode()
