@@ -39,7 +39,6 @@ class BatchBuilder(Generic[T]):
         self._open: dict[Hashable, tuple[list[T], int, int]] = {}
         """Per group: its open batch, the batch's bytes, and the number of the group's last item."""
         self._added = 0
-        self._swept = 0
 
     def add(self, item: T) -> list[list[T]]:
         key = self.group(item) if self.group else None
@@ -53,13 +52,12 @@ class BatchBuilder(Generic[T]):
         batch.append(item)
         self._open[key] = (batch, total + item_size, self._added)
         self._added += 1
-        if self._added - self._swept >= self.max_instances:
+        if self._added % self.max_instances == 0:
             closed += self._close_idle()
         return closed
 
     def _close_idle(self) -> list[list[T]]:
         """The batches of the groups that had no item among the last ``max_instances``."""
-        self._swept = self._added
         idle = [key for key, (_, _, last) in self._open.items() if last < self._added - self.max_instances]
         self.count += len(idle)
         return [self._open.pop(key)[0] for key in idle]
